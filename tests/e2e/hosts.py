@@ -1,0 +1,262 @@
+"""Real test hosts for the end-to-end tests: a network namespace with a way out, and a systemd-nspawn guest.
+
+Two pieces, usable on their own:
+
+``Namespace`` (context manager)
+    A network namespace joined to the host by a veth pair on a /30: the host end holds ``host_addr``,
+    the namespace end (renamed ``eth0``) holds ``guest_addr`` with a default route via the host end, and an
+    nft table masquerades the /30 out of the host's uplink, so processes in the namespace reach the package
+    registries. ``run(cmd)`` / ``popen(cmd)`` execute a command inside it. Leaving the ``with`` block (or
+    interpreter exit, via atexit) deletes the nft table, the veth pair and the namespace. Names start with
+    ``hvt`` and carry this process's PID, so parallel runs don't collide and leftovers of dead runs can be
+    removed with ``remove_stale_namespaces()``.
+
+    with Namespace() as ns:
+        ns.popen(["/usr/sbin/sshd", "-D", "-f", cfg])        # a light sshd-only host
+        ssh to f"root@{ns.guest_addr}"
+
+``nspawn_host(ns, ssh_key)`` (context manager, see below)
+    A Debian 12 root filesystem (made once with mmdebstrap, cached under /var/cache/hubvm-tests/) copied
+    per session and booted with ``systemd-nspawn --boot`` inside a Namespace; sshd inside, root login with
+    the given key.
+
+Everything here needs root, ``ip`` (iproute2) and ``nft``; the nspawn host also needs mmdebstrap and
+systemd-nspawn. ``missing_requirements()`` says what is missing so tests can skip with the reason.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import ipaddress
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "hvt"
+# /30s are picked at random from this block, skipping any that overlaps an address or route already on the host.
+ADDRESS_POOL = ipaddress.ip_network("10.199.0.0/16")
+LOCK_FILE = Path("/run/hvt-netns.lock")
+NETNS_DIR = Path("/run/netns")
+
+
+def _sh(cmd: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command (no shell), capturing text output; raise with its stderr when it fails and check is set."""
+    result = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def missing_requirements(nspawn: bool = False) -> list[str]:
+    """Reasons these helpers cannot work here (empty when they can)."""
+    reasons = []
+    if os.geteuid() != 0:
+        reasons.append("not root (network namespaces, veth and nft need root)")
+    for tool in ["ip", "nft"] + (["systemd-nspawn", "mmdebstrap"] if nspawn else []):
+        if shutil.which(tool) is None:
+            reasons.append(f"{tool} not found")
+    if not reasons:
+        probe = f"{PREFIX}probe{os.getpid()}"
+        made = _sh(["ip", "netns", "add", probe], check=False)
+        if made.returncode != 0:
+            reasons.append(f"cannot create a network namespace: {made.stderr.strip()}")
+        else:
+            _sh(["ip", "netns", "delete", probe], check=False)
+    return reasons
+
+
+def uplink_interface() -> str:
+    """The interface of the host's default IPv4 route (where masqueraded traffic leaves)."""
+    out = _sh(["ip", "-4", "route", "show", "default"]).stdout
+    match = re.search(r"\bdev (\S+)", out)
+    if not match:
+        raise RuntimeError("the host has no default IPv4 route, so a namespace cannot get a way out")
+    return match.group(1)
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    """Networks already in use on the host: its addresses' prefixes and its routes."""
+    used = []
+    for line in _sh(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
+        match = re.search(r"inet (\S+)", line)
+        if match:
+            used.append(ipaddress.ip_interface(match.group(1)).network)
+    for line in _sh(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first and first not in ("default", "broadcast", "local", "unreachable", "blackhole"):
+            with contextlib.suppress(ValueError):
+                used.append(ipaddress.ip_network(first, strict=False))
+    return used
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /30 from ADDRESS_POOL overlapping nothing on the host (call with LOCK_FILE held)."""
+    used = _used_networks()
+    candidates = list(ADDRESS_POOL.subnets(new_prefix=30))
+    for subnet in random.sample(candidates, 200):
+        if not any(subnet.overlaps(net) for net in used):
+            return subnet
+    raise RuntimeError(f"no free /30 found in {ADDRESS_POOL}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Namespace:
+    """A network namespace with a /30 veth link to the host and a masqueraded way out (see module doc).
+
+    Attributes once entered: ``name`` (the netns name, also ``/run/netns/<name>``), ``host_addr`` and
+    ``guest_addr`` (str IPv4 addresses), ``subnet`` (the /30), ``uplink`` (host interface used to go out).
+    """
+
+    label: str = ""
+    name: str = ""
+    host_addr: str = ""
+    guest_addr: str = ""
+    subnet: ipaddress.IPv4Network | None = None
+    uplink: str = ""
+    _cleanups: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        # hvt<pid>-<label><random>: unique per process; the PID lets remove_stale_namespaces find dead runs.
+        suffix = f"{random.randrange(16**4):04x}"
+        self.name = self.name or f"{PREFIX}{os.getpid()}-{self.label}{suffix}"
+        self._tag = f"{os.getpid() % 100000}{suffix}"[-9:]  # short id for 15-character interface names
+
+    @property
+    def path(self) -> str:
+        return str(NETNS_DIR / self.name)
+
+    @property
+    def nft_table(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def host_veth(self) -> str:
+        return f"{PREFIX}{self._tag}h"
+
+    @property
+    def exec_prefix(self) -> list[str]:
+        """Prefix that runs a command inside the namespace: ``ip netns exec <name>``."""
+        return ["ip", "netns", "exec", self.name]
+
+    def run(self, cmd: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """Run a command inside the namespace, capturing text output; raise if it fails and check is set."""
+        return _sh(self.exec_prefix + list(cmd), check=check, **kwargs)
+
+    def popen(self, cmd: Sequence[str], **kwargs) -> subprocess.Popen:
+        """Start a long-running command inside the namespace; stop it yourself (by its PID) before close()."""
+        return subprocess.Popen(self.exec_prefix + list(cmd), **kwargs)
+
+    def open(self) -> Namespace:
+        """Create namespace, veth pair, addresses, routes and the masquerade table."""
+        atexit.register(self.close)
+        try:
+            self.uplink = uplink_interface()
+            LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+            with open(LOCK_FILE, "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # two runs must not pick the same /30
+                self.subnet = _free_subnet()
+                hosts = list(self.subnet.hosts())
+                self.host_addr, self.guest_addr = str(hosts[0]), str(hosts[1])
+                guest_veth = f"{PREFIX}{self._tag}g"
+                _sh(["ip", "netns", "add", self.name])
+                self._cleanups.append(["ip", "netns", "delete", self.name])
+                _sh(["ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", guest_veth])
+                self._cleanups.append(["ip", "link", "delete", self.host_veth])
+                _sh(["ip", "link", "set", guest_veth, "netns", self.name])
+                _sh(["ip", "addr", "add", f"{self.host_addr}/30", "dev", self.host_veth])
+                _sh(["ip", "link", "set", self.host_veth, "up"])
+            self.run(["ip", "link", "set", guest_veth, "name", "eth0"])
+            self.run(["ip", "addr", "add", f"{self.guest_addr}/30", "dev", "eth0"])
+            self.run(["ip", "link", "set", "eth0", "up"])
+            self.run(["ip", "link", "set", "lo", "up"])
+            self.run(["ip", "route", "add", "default", "via", self.host_addr])
+            # Left on afterwards: other runs (and the lead's hvb namespaces) may rely on it concurrently.
+            _sh(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+            ruleset = (
+                f"table ip {self.nft_table} {{\n"
+                "  chain postrouting {\n"
+                "    type nat hook postrouting priority srcnat; policy accept;\n"
+                f'    ip saddr {self.subnet} oifname "{self.uplink}" masquerade\n'
+                "  }\n"
+                "}\n"
+            )
+            _sh(["nft", "-f", "-"], input=ruleset)
+            self._cleanups.append(["nft", "delete", "table", "ip", self.nft_table])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Undo everything open() made, in reverse order; safe to call twice and after a partial open()."""
+        while self._cleanups:
+            _sh(self._cleanups.pop(), check=False)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> Namespace:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete hvt namespaces, veths and nft tables left by runs whose process is gone; return their names."""
+    removed = []
+    if not NETNS_DIR.is_dir():
+        return removed
+    for entry in NETNS_DIR.iterdir():
+        match = re.fullmatch(rf"{PREFIX}(\d+)-.*", entry.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        for pid in _sh(["ip", "netns", "pids", entry.name], check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        _sh(["nft", "delete", "table", "ip", entry.name.replace("-", "_")], check=False)
+        _sh(["ip", "netns", "delete", entry.name], check=False)  # its veth end dies with it, and so the peer
+        removed.append(entry.name)
+    return removed
+
+
+def wait_for_port(ns: Namespace, port: int, timeout: float = 60.0) -> None:
+    """Wait until something accepts TCP connections on ns.guest_addr:port (checked from the host side)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((ns.guest_addr, port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing answers on {ns.guest_addr}:{port} after {timeout:.0f} s"
+                ) from None
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def namespace(label: str = "") -> Iterator[Namespace]:
+    """Functional spelling of ``with Namespace(label) as ns``."""
+    with Namespace(label=label) as ns:
+        yield ns
