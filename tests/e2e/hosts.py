@@ -42,14 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "hvt"
-# /30s are picked at random from this block, skipping any that overlaps an address or route already on the host.
+# /30s are picked at random from this block, skipping any that overlaps an address or route on the host.
 ADDRESS_POOL = ipaddress.ip_network("10.199.0.0/16")
 LOCK_FILE = Path("/run/hvt-netns.lock")
 NETNS_DIR = Path("/run/netns")
 
 
 def _sh(cmd: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command (no shell), capturing text output; raise with its stderr when it fails and check is set."""
+    """Run a command (no shell), capturing text; raise with its stderr when it fails and check is set."""
     result = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
