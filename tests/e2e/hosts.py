@@ -260,3 +260,191 @@ def namespace(label: str = "") -> Iterator[Namespace]:
     """Functional spelling of ``with Namespace(label) as ns``."""
     with Namespace(label=label) as ns:
         yield ns
+
+
+# -------------------------------------------------------------------------------------------------------
+# The systemd-nspawn Debian 12 host
+
+CACHE_DIR = Path(os.environ.get("HUBVM_TEST_CACHE", "/var/cache/hubvm-tests"))
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+ROOTFS_PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "sudo", "dbus", "iproute2", "curl"]
+
+
+def rootfs_command(target: Path, suite: str = "bookworm") -> list[str]:
+    """The mmdebstrap command line that makes the test host's root filesystem."""
+    return [
+        "mmdebstrap",
+        "--variant=important",
+        f"--include={','.join(ROOTFS_PACKAGES)}",
+        suite,
+        str(target),
+        DEBIAN_MIRROR,
+    ]
+
+
+def cached_rootfs(suite: str = "bookworm", log=print) -> Path:
+    """A pristine Debian root filesystem, made once with mmdebstrap and reused by later runs.
+
+    The cache entry is named after a digest of the mmdebstrap command, so changing the package list makes a
+    new one. Delete CACHE_DIR to force a rebuild (e.g. to pick up Debian point releases).
+    """
+    import hashlib
+
+    digest = hashlib.sha256(" ".join(rootfs_command(Path("-"), suite)).encode()).hexdigest()[:12]
+    rootfs = CACHE_DIR / f"rootfs-{suite}-{digest}"
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel run waits for the one building it
+        if (rootfs / "etc" / "os-release").exists():
+            log(f"root filesystem: reusing {rootfs}")
+            return rootfs
+        partial = rootfs.with_name(rootfs.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        started = time.monotonic()
+        cmd = rootfs_command(partial, suite)
+        log(f"root filesystem: {' '.join(cmd)}")
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        partial.rename(rootfs)
+        log(f"root filesystem: made in {time.monotonic() - started:.0f} s")
+    return rootfs
+
+
+@dataclass
+class NspawnHost:
+    """A booted systemd-nspawn guest, reachable over SSH as root at ``addr`` (the guest address)."""
+
+    ns: Namespace
+    root: Path
+    identity: Path
+    process: subprocess.Popen
+    log_path: Path
+    user: str = "root"
+    port: int = 22
+
+    @property
+    def addr(self) -> str:
+        return self.ns.guest_addr
+
+    @property
+    def ssh_options(self) -> list[str]:
+        # The guest is new every session and lives at a private address: no known_hosts to keep.
+        return [
+            "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10",
+            "-i", str(self.identity),
+        ]  # fmt: skip
+
+    def ssh(self, command: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run a shell command line in the guest as root over SSH, capturing text output."""
+        cmd = ["ssh", *self.ssh_options, "-p", str(self.port), f"{self.user}@{self.addr}", command]
+        return _sh(cmd, check=check, timeout=timeout)
+
+
+def _prepare_root(root: Path, public_key: str, hostname: str) -> None:
+    """Put what the guest needs before boot: authorised key, resolver, host name."""
+    ssh_dir = root / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(public_key.strip() + "\n")
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    resolv = root / "etc" / "resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    shutil.copyfile("/etc/resolv.conf", resolv)
+    (root / "etc" / "hostname").write_text(hostname + "\n")
+
+
+def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Power the guest off (SIGTERM makes nspawn ask its init to halt), killing it if that takes too long."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _unmount_below(root: Path) -> None:
+    """Unmount anything still mounted under root (deepest first); nspawn normally leaves nothing behind."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(root) + "/") or m == str(root)), reverse=True):
+        _sh(["umount", "-l", mount], check=False)
+
+
+@contextlib.contextmanager
+def nspawn_host(
+    ns: Namespace,
+    identity: Path,
+    workdir: Path,
+    hostname: str = "hubtest",
+    boot_timeout: float = 120,
+    keep: bool = False,
+    log=print,
+) -> Iterator[NspawnHost]:
+    """Boot a Debian 12 systemd-nspawn guest in ``ns`` and yield it once sshd answers and boot is finished.
+
+    ``identity`` is a private key whose ``.pub`` is authorised for root. The cached root filesystem is copied
+    to ``workdir/rootfs`` (deleted afterwards unless ``keep``). The guest is stopped by its nspawn PID and
+    its mounts checked, whatever happens in the block.
+    """
+    root = workdir / "rootfs"
+    log_path = workdir / "nspawn.log"
+    process = None
+    try:
+        pristine = cached_rootfs(log=log)
+        started = time.monotonic()
+        if root.exists():
+            shutil.rmtree(root)
+        _sh(["cp", "-a", "--reflink=auto", str(pristine), str(root)])
+        _prepare_root(root, Path(f"{identity}.pub").read_text(), hostname)
+        log(f"root filesystem: copied in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        machine = f"{ns.name}"[:64]
+        cmd = [
+            "systemd-nspawn",
+            f"--directory={root}",
+            f"--machine={machine}",
+            "--boot",
+            f"--network-namespace-path={ns.path}",
+            "--register=no",
+            "--keep-unit",
+            "--console=read-only",
+        ]
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        atexit.register(_stop, process)
+        host = NspawnHost(ns=ns, root=root, identity=identity, process=process, log_path=log_path)
+        deadline = time.monotonic() + boot_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited ({process.returncode}); see {log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the guest did not boot within {boot_timeout:.0f} s; see {log_path}")
+            try:
+                wait_for_port(ns, 22, timeout=2)
+                state = host.ssh("systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
+                if state in ("running", "degraded"):
+                    break
+            except (TimeoutError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(0.5)
+        log(f"guest: booted ({state}) in {time.monotonic() - started:.0f} s at {ns.guest_addr}")
+        yield host
+    finally:
+        if process is not None:
+            _stop(process)
+            with contextlib.suppress(Exception):
+                atexit.unregister(_stop)
+        _unmount_below(root)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
