@@ -1,0 +1,111 @@
+"""What a person sees: step logs that stream to the terminal and to builds/logs/<step>.log, durations, tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+
+class Tee:
+    """A text stream that writes to several streams (the terminal and a log file)."""
+
+    def __init__(self, *streams: IO[str]) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str            # ran | skipped | failed | dry run
+    seconds: float
+    detail: str = ""
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{seconds:.1f}s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with columns as wide as their widest cell."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def steps_table(results: Sequence[StepResult]) -> str:
+    return table(["step", "status", "duration", "detail"],
+                 [(r.name, r.status, duration(r.seconds), r.detail) for r in results])
+
+
+class StepLog:
+    """Streams of one step: the terminal and, unless dry, builds/logs/<step>.log."""
+
+    def __init__(self, name: str, log_path: Path | None, out: TextIO | None = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.terminal = out or sys.stdout
+        self.file: TextIO | None = None
+        self.started = time.monotonic()
+
+    def open(self) -> StepLog:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.log_path.open("a")
+        self.say(f"==> {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        return self
+
+    @property
+    def out(self) -> IO[str]:
+        return Tee(self.terminal, self.file) if self.file else self.terminal  # type: ignore[return-value]
+
+    @property
+    def err(self) -> IO[str]:
+        return Tee(sys.stderr, self.file) if self.file else sys.stderr  # type: ignore[return-value]
+
+    def say(self, message: str) -> None:
+        self.out.write(message + "\n")
+        self.out.flush()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def close(self, status: str) -> None:
+        self.say(f"<== {self.name}: {status} in {duration(self.elapsed())}")
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+@contextmanager
+def step_log(name: str, log_path: Path | None) -> Iterator[StepLog]:
+    log = StepLog(name, log_path).open()
+    try:
+        yield log
+    except BaseException:
+        log.close("failed")
+        raise
+    else:
+        log.close("done")

@@ -1,0 +1,114 @@
+"""Which machine a command talks to, and the SSH options every SSH client of the tool uses (one place).
+
+A target is `[user@]address[:port]` given with --host, or the Vagrant VM as `vagrant ssh-config` reports it.
+Host keys go to a project-scoped known_hosts file (builds/ssh/known_hosts): a rebuilt VM on a reused address
+brings new keys, and the user's ~/.ssh/known_hosts is never edited.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubvm.errors import UserError
+
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    user: str
+    port: int = 22
+    identity: Path | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}:{self.port}"
+
+
+def parse(spec: str, default_user: str, identity: Path | None = None) -> Target:
+    """`[user@]address[:port]`, IPv6 in brackets (`[::1]:2222`); a bad spec is a one-line UserError."""
+    fix = "write --host [user@]address[:port], such as vagrant@127.0.0.1:2222"
+    user, _, rest = spec.rpartition("@")
+    user = user or default_user
+    if not re.match(r"^[a-z_][a-z0-9_.-]*$", user):
+        raise UserError(f"--host {spec!r}: {user!r} is not a login name; {fix}")
+    port_text = ""
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if tail:
+            if not tail.startswith(":"):
+                raise UserError(f"--host {spec!r}: unexpected {tail!r} after the address; {fix}")
+            port_text = tail[1:]
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+    else:
+        host = rest
+    if not host or not (_HOST.match(host) or _is_ip(host)):
+        raise UserError(f"--host {spec!r}: {host!r} is not a host name or address; {fix}")
+    port = 22
+    if port_text:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise UserError(f"--host {spec!r}: port {port_text!r} is not a number from 1 to 65535; {fix}")
+        port = int(port_text)
+    if identity is not None and not identity.is_file():
+        raise UserError(f"--identity {str(identity)!r}: no such file; give the private key's path")
+    return Target(host, user, port, identity)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def from_ssh_config(text: str) -> Target:
+    """The target `vagrant ssh-config` describes (HostName, User, Port, IdentityFile)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and key not in fields:
+            fields[key] = value.strip().strip('"')
+    if "HostName" not in fields:
+        raise UserError("vagrant ssh-config reported no HostName: is the VM running? (invoke up)")
+    identity = Path(fields["IdentityFile"]) if "IdentityFile" in fields else None
+    return Target(fields["HostName"], fields.get("User", "vagrant"), int(fields.get("Port", "22")), identity)
+
+
+def ssh_options(known_hosts: Path, connect_timeout: int) -> list[str]:
+    """OpenSSH options shared by every SSH client the tool starts (ansible-playbook, ssh)."""
+    return [
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        # the first key seen for an address is recorded, a changed key is refused (forget_host clears it)
+        "-o", "StrictHostKeyChecking=accept-new",
+        "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", "ServerAliveInterval=30",
+    ]
+
+
+def known_hosts_names(target: Target) -> list[str]:
+    """How OpenSSH and paramiko name a host in known_hosts: `addr`, or `[addr]:port` off port 22."""
+    return [target.host] if target.port == 22 else [f"[{target.host}]:{target.port}"]
+
+
+def forget_host(known_hosts: Path, target: Target) -> bool:
+    """Remove exactly the entries of this host:port from the project's known_hosts; True if any were there."""
+    if not known_hosts.is_file():
+        return False
+    names = set(known_hosts_names(target))
+    kept, dropped = [], False
+    for line in known_hosts.read_text().splitlines(keepends=True):
+        hosts = line.split(" ", 1)[0].split(",") if line.strip() and not line.startswith("#") else []
+        if names & set(hosts):
+            dropped = True
+        else:
+            kept.append(line)
+    if dropped:
+        known_hosts.write_text("".join(kept))
+    return dropped
