@@ -344,7 +344,8 @@ def _ip(key: str, value: Any, context: _Context) -> str:
     try:
         address = ipaddress.IPv4Address(str(value))
     except ValueError:
-        raise ConfigError(key, value, "is not an IPv4 address", 'write four numbers like 192.168.56.10, or "dhcp"') from None
+        raise ConfigError(key, value, "is not an IPv4 address",
+                          'write four numbers like 192.168.56.10, or "dhcp"') from None
     if not address.is_private:
         raise ConfigError(key, value, "is not a private address", "use a host-only address such as 192.168.56.10")
     network = ipaddress.IPv4Network(f"{address}/24", strict=False)
