@@ -23,7 +23,7 @@ from hubvm.report import StepResult, steps_table
 from hubvm.settings import Settings
 from hubvm.target import parse as parse_target
 
-invoke_config.report_malformed_yaml()
+invoke_config.adapt_invoke()
 
 IP_HELP = 'host-only IP of the VM, or "dhcp" (vm.ip)'
 DATA_HELP = 'host folder shared with every hub user, or "none" (vm.data)'
@@ -84,9 +84,9 @@ def pack(c, force=False):
 @user_errors
 def up(c, ip=None, data=None, provision=False):
     """Boot the VM from the box with Vagrant, provision it with Ansible, then verify it."""
+    s = settings(c, ip, data)
     from hubvm import remote  # fabric and paramiko load only for the tasks that connect
 
-    s = settings(c, ip, data)
     steps.up(c, s, provision)
     remote.run_verify(c, s, Layout.of(s), None, None, False)
 
@@ -160,10 +160,10 @@ def clean(c, all=False):
 @user_errors
 def all_(c, ip=None, data=None, force=False):
     """Run pack, up (with verify) and export once each, in order, and print a table of the steps."""
-    from hubvm import remote
-
     s = settings(c, ip, data)
     layout = Layout.of(s)
+    from hubvm import remote
+
     plan: list[tuple[str, Callable[[], StepResult | None]]] = [("pack", lambda: steps.pack(c, s, force))]
     if not force and steps.export_is_current(s):
         print("up and export: builds/vm/ is up to date (box and configuration unchanged)")

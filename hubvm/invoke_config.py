@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from invoke import Config, Exit
+from invoke.env import Environment
 from invoke.util import yaml as invoke_yaml
 
 from hubvm import PROJECT_DIR
 from hubvm.errors import ConfigError
-from hubvm.settings import Settings, defaults, dotted, merge, parse, unknown_keys
+from hubvm.settings import Settings, defaults, dotted, merge, parse, unknown_keys, yaml_error_line
 
 # Top-level keys that belong to invoke and fabric, not to us.
 try:
@@ -60,11 +61,15 @@ def load(config: Config, overrides: Mapping[str, Any] | None = None, project_dir
     return parse(raw_settings(config, overrides, project_dir), project_dir)
 
 
-def report_malformed_yaml() -> None:
-    """Make invoke report a malformed `-f FILE` as one line and exit 1, instead of a traceback.
+def adapt_invoke() -> None:
+    """Two adjustments to invoke's loading, made once from tasks.py (invoke has no hook for either):
 
-    invoke reads -f after it imported tasks.py, so wrapping its YAML loader here catches that file; it reads
-    /etc/invoke.yaml and ~/.invoke.yaml before tasks.py exists, so errors in those stay invoke's own.
+    - a malformed `-f FILE` is reported as one line and exit 1, instead of a traceback. invoke reads -f after it
+      imported tasks.py, so wrapping its YAML loader here catches that file; it reads /etc/invoke.yaml and
+      ~/.invoke.yaml before tasks.py exists, so errors in those stay invoke's own.
+    - INVOKE_* values are converted the way a person means them: lists as YAML (`[numpy, pandas]`), booleans
+      from true/false/yes/no/1/0, and a value that does not convert is passed on as text for our validation to
+      name (invoke itself raises a traceback for lists and bad numbers, and takes "false" as true).
     """
     if getattr(Config._load_yaml, "_hubvm", False):
         return
@@ -74,11 +79,34 @@ def report_malformed_yaml() -> None:
         try:
             return original(self, path)
         except invoke_yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise Exit(f"{path}: malformed YAML{where}: {problem}; fix the file's syntax", 1) from None
+            raise Exit(f"error: {yaml_error_line(path, error)}", 1) from None
 
     load_yaml._hubvm = True  # type: ignore[attr-defined]
     Config._load_yaml = load_yaml  # type: ignore[method-assign]
     Config._load_yml = load_yaml  # type: ignore[attr-defined]
+    Environment._cast = lambda self, old, new: cast_env(old, new)  # type: ignore[method-assign]
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+def cast_env(old: Any, new: str) -> Any:
+    """An INVOKE_* string converted to the type of the setting it overrides (see adapt_invoke)."""
+    if isinstance(old, bool):
+        word = new.strip().lower()
+        return True if word in TRUE_WORDS else False if word in FALSE_WORDS else new
+    if isinstance(old, (list, tuple)):
+        if not new.strip():
+            return []
+        try:
+            value = invoke_yaml.safe_load(new)
+        except invoke_yaml.YAMLError:
+            return [new]
+        return value if isinstance(value, list) else [new]
+    if old is None or isinstance(old, str):
+        return new
+    try:
+        return type(old)(new)
+    except (TypeError, ValueError):
+        return new

@@ -177,15 +177,20 @@ def _plain(value: Any) -> Any:
 # Loading the defaults and merging layers
 
 
+def yaml_error_line(path: object, error: Exception) -> str:
+    """One line for a YAML syntax error: the file, the position, the problem, the fix."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{path}: malformed YAML{where}: {problem}; fix the file's syntax"
+
+
 def load_yaml_file(path: Path) -> dict[str, Any]:
     """A YAML mapping from a file; a malformed file is a one-line UserError naming the file and the position."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"{path}: malformed YAML{where}: {problem}; fix the file's syntax") from None
+        raise UserError(yaml_error_line(path, error)) from None
     except OSError as error:
         raise UserError(f"{path}: cannot read it ({error.strerror}); check the path") from None
     if data is None:
@@ -239,7 +244,7 @@ def unknown_keys(layer: Mapping[str, Any], known: Mapping[str, Any], ignore: fro
 
 
 def _suggest(key: str, choices: list[str]) -> str:
-    near = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    near = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     return f"did you mean {near[0]}?" if near else f"the known keys are in {DEFAULTS_FILE}"
 
 
@@ -496,7 +501,7 @@ SECTIONS = {"vm": VM, "image": Image, "ssh": SSH, "tools": Tools, "hub": Hub, "p
 def parse(raw: Mapping[str, Any], project_dir: Path = PROJECT_DIR) -> Settings:
     """Validate the merged configuration and build Settings; the first problem raises ConfigError."""
     known = defaults(project_dir)
-    unknown_keys({k: v for k, v in raw.items() if k in known or k in SECTIONS}, known, frozenset())
+    unknown_keys(raw, known, frozenset())
     context = _Context(project_dir, raw)
     values: dict[str, dict[str, Any]] = {}
     for section, checks in CHECKS.items():

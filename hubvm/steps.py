@@ -51,9 +51,8 @@ class Shell:
         if self.log is not None:
             options.update(out_stream=self.log.out, err_stream=self.log.err)
         options.update(kwargs)
-        if cwd is not None:
-            with self.c.cd(str(cwd)):
-                return self.c.run(command, **options)
+        if cwd is not None:  # spelled out (not c.cd) so that dry runs and MockContext show it
+            command = f"cd {q(cwd)} && {command}"
         return self.c.run(command, **options)
 
     def probe(self, command: str, cwd: Path | None = None) -> Any:
