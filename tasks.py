@@ -39,6 +39,7 @@ def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return body(*args, **kwargs)
         except UserError as error:
+            sys.stdout.flush()  # what the task printed comes before the error line
             raise Exit(f"error: {error}", 1) from None
 
     return wrapper

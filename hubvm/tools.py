@@ -155,10 +155,23 @@ def probe(run: Runner, s: Settings, keys: Iterable[str] | None = None) -> list[F
             result = run(f"{path} {tool.version_args}")
             output = (result.stdout or "") + (result.stderr or "")
         findings.append(assess(tool, path, output))
-    vagrant = locate(s.tools.vagrant)
-    if s.vm.provider == "libvirt" and vagrant is not None:
-        findings.append(assess_vagrant_libvirt(run(f"{vagrant} plugin list").stdout or ""))
+    if s.vm.provider == "libvirt":
+        vagrant, virsh = locate(s.tools.vagrant), locate(s.tools.virsh)
+        if vagrant is not None:
+            findings.append(assess_vagrant_libvirt(run(f"{vagrant} plugin list").stdout or ""))
+        if virsh is not None:
+            findings.append(assess_libvirtd(run(f"{virsh} -c {LIBVIRT_URI} uri")))
     return findings
+
+
+LIBVIRT_URI = "qemu:///system"
+
+
+def assess_libvirtd(result: Any) -> Finding:
+    """vagrant-libvirt talks to the system libvirt daemon: it must answer."""
+    ok = bool(getattr(result, "ok", False)) and LIBVIRT_URI in (result.stdout or "")
+    fix = "" if ok else "start it: sudo systemctl start libvirtd (and add yourself to the libvirt group)"
+    return Finding("libvirt daemon", LIBVIRT_URI if ok else None, None, "-", ok, fix)
 
 
 # ---------------------------------------------------------------------------------------------------------------
