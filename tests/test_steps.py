@@ -307,7 +307,7 @@ def run_export(project: Path, bin_dir: Path, **overrides: object) -> tuple[MockC
 
 
 def test_export_lays_out_ovf_ova_qcow2_checksums_and_manifest(project: Path, bin_dir: Path) -> None:
-    c, s = run_export(project, bin_dir, **{"export.formats": ["ovf", "ova", "qcow2"]})
+    c, _ = run_export(project, bin_dir, **{"export.formats": ["ovf", "ova", "qcow2"]})
     vm = project / "builds" / "vm"
     vagrant_dir = project / "builds" / "vagrant"
     assert commands(c, bin_dir) == [
