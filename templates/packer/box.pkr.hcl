@@ -97,6 +97,8 @@ variable "output_box" {
 
 locals {
   shutdown_command = "echo '${var.ssh_password}' | sudo -S systemctl poweroff"
+  # how the shell provisioner runs each script: as root, with the environment_vars
+  sudo_script = "echo '${var.ssh_password}' | {{ .Vars }} sudo -S -E bash '{{ .Path }}'"
   # cloud-init reads its seed from Packer's HTTP server: the NoCloud data source named in the SMBIOS serial
   cloud_seed = "ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/cloud/"
 }
@@ -143,7 +145,8 @@ source "virtualbox-ovf" "cloud" {
   ]
 }
 
-source "qemu" "iso" {
+# The settings every QEMU build shares; the build block below names the three variants (iso, cloud, mirror).
+source "qemu" "base" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
   accelerator      = var.accelerator
@@ -154,91 +157,61 @@ source "qemu" "iso" {
   net_device       = "virtio-net"
   format           = "qcow2"
   http_directory   = "../http"
-  boot_wait        = var.boot_wait
-  boot_command     = var.boot_command
   headless         = var.headless
   ssh_username     = var.ssh_username
   ssh_password     = var.ssh_password
   ssh_timeout      = var.ssh_timeout
   shutdown_command = local.shutdown_command
   vm_name          = "${var.name}.qcow2"
-  output_directory = "output-qemu-iso"
-}
-
-source "qemu" "cloud" {
-  iso_url          = var.iso_url
-  iso_checksum     = var.iso_checksum
-  disk_image       = true
-  accelerator      = var.accelerator
-  cpus             = var.cpus
-  memory           = var.memory
-  disk_size        = var.disk_size
-  disk_interface   = "virtio"
-  net_device       = "virtio-net"
-  format           = "qcow2"
-  http_directory   = "../http"
-  headless         = var.headless
-  ssh_username     = var.ssh_username
-  ssh_password     = var.ssh_password
-  ssh_timeout      = var.ssh_timeout
-  shutdown_command = local.shutdown_command
-  vm_name          = "${var.name}.qcow2"
-  output_directory = "output-qemu-cloud"
-  qemuargs         = [["-smbios", "type=1,serial=${local.cloud_seed}"]]
-}
-
-source "qemu" "mirror" {
-  iso_url          = var.iso_url
-  iso_checksum     = var.iso_checksum
-  disk_image       = true
-  accelerator      = var.accelerator
-  cpus             = var.cpus
-  memory           = var.memory
-  disk_size        = var.disk_size
-  disk_interface   = "virtio"
-  net_device       = "virtio-net"
-  format           = "qcow2"
-  headless         = var.headless
-  ssh_username     = var.ssh_username
-  ssh_password     = var.ssh_password
-  ssh_timeout      = var.ssh_timeout
-  shutdown_command = local.shutdown_command
-  vm_name          = "${var.name}.qcow2"
-  output_directory = "output-qemu-mirror"
-  qemuargs         = var.mirror_kernel_args
 }
 
 build {
-  sources = [
-    "source.virtualbox-iso.iso",
-    "source.virtualbox-ovf.cloud",
-    "source.qemu.iso",
-    "source.qemu.cloud",
-    "source.qemu.mirror",
-  ]
+  sources = ["source.virtualbox-iso.iso", "source.virtualbox-ovf.cloud"]
+
+  source "source.qemu.base" {
+    name             = "iso"
+    boot_wait        = var.boot_wait
+    boot_command     = var.boot_command
+    output_directory = "output-qemu-iso"
+  }
+
+  source "source.qemu.base" {
+    name             = "cloud"
+    disk_image       = true
+    output_directory = "output-qemu-cloud"
+    qemuargs         = [["-smbios", "type=1,serial=${local.cloud_seed}"]]
+  }
+
+  source "source.qemu.base" {
+    name             = "mirror"
+    disk_image       = true
+    output_directory = "output-qemu-mirror"
+    # the image has no boot loader yet: QEMU boots its kernel, and bootloader.sh installs GRUB
+    qemuargs = var.mirror_kernel_args
+  }
 
   provisioner "shell" {
-    execute_command  = "echo '${var.ssh_password}' | {{ .Vars }} sudo -S -E bash '{{ .Path }}'"
+    execute_command  = local.sudo_script
     environment_vars = concat(var.environment, ["BUILD_USER=${var.ssh_username}"])
     scripts          = ["scripts/build-user.sh"]
   }
 
   provisioner "shell" {
     only             = ["qemu.mirror"]
-    execute_command  = "echo '${var.ssh_password}' | {{ .Vars }} sudo -S -E bash '{{ .Path }}'"
+    execute_command  = local.sudo_script
     environment_vars = var.environment
     scripts          = ["scripts/bootloader.sh"]
   }
 
   provisioner "shell" {
     only             = ["virtualbox-iso.iso", "virtualbox-ovf.cloud"]
-    execute_command  = "echo '${var.ssh_password}' | {{ .Vars }} sudo -S -E bash '{{ .Path }}'"
+    execute_command  = local.sudo_script
     environment_vars = concat(var.environment, ["BUILD_USER=${var.ssh_username}"])
     scripts          = ["scripts/virtualbox-guest-additions.sh"]
   }
 
   provisioner "shell" {
-    execute_command  = "echo '${var.ssh_password}' | {{ .Vars }} sudo -S -E bash '{{ .Path }}'"
+    execute_command  = local.sudo_script
     environment_vars = var.environment
     scripts          = ["scripts/cleanup.sh"]
   }
