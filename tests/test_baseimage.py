@@ -108,9 +108,9 @@ def test_scripts_exist_and_are_executable(script: str) -> None:
 
 def test_the_packer_template_boots_the_mirror_disk_with_the_kernel_args() -> None:
     template = (REPO / "templates" / "packer" / "box.pkr.hcl").read_text()
-    block = template[template.index('source "qemu" "mirror"'):]
-    block = block[:block.index("\n}\n")]
+    block = template[template.index('name             = "mirror"'):]
+    block = block[:block.index("\n  }\n")]
     assert "disk_image       = true" in block
-    assert "qemuargs         = var.mirror_kernel_args" in block
+    assert "qemuargs = var.mirror_kernel_args" in block
     assert '"scripts/bootloader.sh"' in template
     assert Path(REPO / "templates" / "packer" / "scripts" / "bootloader.sh").read_text().count("grub-install") == 1
