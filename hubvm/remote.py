@@ -451,14 +451,17 @@ else:
 """
 
 HUB_API_GUEST = r"""
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 try:
     with opener.open(sys.argv[1], timeout=float(sys.argv[2])) as answer:
         body = answer.read(4000).decode("utf-8", "replace")
         print("@@hubvm-item " + json.dumps({"status": answer.status, "body": body}))
+except urllib.error.HTTPError as error:
+    print("@@hubvm-item " + json.dumps({"status": error.code, "body": ""}))
 except Exception as error:
-    print("@@hubvm-item " + json.dumps({"error": f"{type(error).__name__}: {error}"}))
+    reason = getattr(error, "reason", error)
+    print("@@hubvm-item " + json.dumps({"error": "no answer: " + (getattr(reason, "strerror", None) or str(reason))}))
 """
 
 
@@ -726,8 +729,8 @@ def check_r(s: Settings, sec: Section | None) -> list[Check]:
 
 def check_shared_data(s: Settings, sec: Section | None, host_entries: Sequence[str] | None) -> Check:
     """SHARED_DATA holds the data folder's entries (or, without one, any sample files) and /etc/skel links it."""
-    source = f"the files of {s.vm.data}" if s.vm.data else "sample files"
-    expected = f"{SHARED_DATA} with {source}, linked from {SKEL_LINK}"
+    holds = f"vm.data's {len(host_entries)} entries" if host_entries else "sample files"
+    expected = f"{SHARED_DATA} holds {holds}, {SKEL_LINK} links it"
     lines = sec.output.splitlines() if sec else []
     link = lines[0][len("link"):].strip() if lines and lines[0].startswith("link") else ""
     entries = set(lines[1:])

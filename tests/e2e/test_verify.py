@@ -1,0 +1,434 @@
+"""`invoke verify` and `invoke ssh` against a real sshd: a systemd-nspawn Debian 12 host in a network namespace.
+
+The host (tests/e2e/hosts.py) gets a stand-in for what provisioning makes, so that every check can run in
+seconds: a `jupyterhub` systemd unit serving /hub/api with a version, the hub's sqlite database with an admin,
+a venv at the pypi flavour's user environment holding two small distributions (one whose import name differs
+from its distribution name, one whose import fails), a `jupyter` that lists the python3 and ir kernels, the
+shared data folder and its /etc/skel link. The full provisioning is proven by the provisioning tests, which run
+the same `invoke verify` against the real hub.
+
+The host is reached at its namespace address and through TCP forwards on 127.0.0.1 (2222 when free), run by
+this process. Everything runs through the real `invoke` binary in a copy of the project (tests/conftest.py),
+so builds/ssh/known_hosts of the working tree is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.hosts import Namespace, NspawnHost, missing_requirements, nspawn_host
+
+pytestmark = pytest.mark.e2e
+
+USER_ENV = "/opt/jupyterhub/user"  # the pypi flavour's
+HUB_STATE = "/opt/jupyterhub/state"
+SHARED_FILES = {"iris.csv": "sepal_length,species\n5.1,setosa\n", "README.md": "Sample data for the hub.\n"}
+
+FAKE_HUB = """\
+import http.server, json, sys
+
+class Hub(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        found = self.path.rstrip("/") == "/hub/api"
+        body = json.dumps({"version": "0.0.0-verify-test"}).encode() if found else b"not found"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Hub).serve_forever()
+"""
+
+FAKE_UNIT = f"""\
+[Unit]
+Description=Stand-in JupyterHub for the verify tests (answers /hub/api)
+
+[Service]
+WorkingDirectory={HUB_STATE}
+ExecStart=/usr/bin/python3 /usr/local/bin/fake-hub 80
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+FAKE_JUPYTER = """\
+#!/bin/sh
+[ "$*" = "kernelspec list --json" ] || { echo "fake jupyter: unexpected $*" >&2; exit 2; }
+cat <<'EOF'
+{"kernelspecs": {
+  "python3": {"resource_dir": "/usr/local/share/jupyter/kernels/python3",
+              "spec": {"display_name": "Python 3 (ipykernel)", "language": "python"}},
+  "ir": {"resource_dir": "/usr/local/share/jupyter/kernels/ir", "spec": {"display_name": "R", "language": "R"}}}}
+EOF
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A TCP forward on 127.0.0.1, run by threads of this process (closed at teardown)
+
+
+class Forward:
+    """127.0.0.1:listen_port -> target:target_port; counts the connections it accepted."""
+
+    def __init__(self, target: str, target_port: int, listen_port: int = 0) -> None:
+        self.target = (target, target_port)
+        self.server = socket.create_server(("127.0.0.1", listen_port))
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        self.open_sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self.open_sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+        for sock in self.open_sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def forward_ssh(addr: str) -> Forward:
+    """The loopback forward of SSH, on 2222 like Vagrant's when it is free (else any free port)."""
+    try:
+        return Forward(addr, 22, 2222)
+    except OSError:
+        return Forward(addr, 22)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The test host
+
+
+@dataclass
+class Lab:
+    host: NspawnHost
+    key: Path             # authorised for root
+    wrong_key: Path       # not authorised
+    data: Path            # the host's data folder (vm.data)
+    ssh_forward: Forward
+    hub_forward: Forward
+    workdir: Path
+
+    def config(self, **sections: dict) -> Path:
+        """A settings file for `invoke -f`: what the stand-in host has, merged with `sections`."""
+        import yaml
+
+        body: dict = {
+            "vm": {"hostname": "hubtest", "data": str(self.data), "hub_host_port": self.hub_forward.port},
+            "hub": {"flavour": "pypi", "admin_users": ["admin"]},
+            "packages": {"python": ["hubvm-probe-data>=1.0"], "r": []},
+            "ssh": {"connect_timeout": 5, "wait": 0},
+        }
+        for name, values in sections.items():
+            body.setdefault(name, {}).update(values)
+        path = self.workdir / f"settings-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump(body))
+        return path
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    return path
+
+
+def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    target.chmod(mode)
+
+
+def _stand_in_hub(host: NspawnHost, data: Path) -> None:
+    """What provisioning would make, as far as verify looks (see module doc)."""
+    root = host.root
+    host.ssh(f"python3 -m venv --without-pip {USER_ENV}")
+    purelib = host.ssh(f"{USER_ENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'")
+    site = purelib.stdout.strip()
+    distributions = {
+        # distribution name -> (version, module, module source)
+        "hubvm-probe-data": ("1.2", "hubprobe", "VALUE = 42\n"),
+        "broken-pkg": ("0.1", "brokenmod", 'raise ImportError("libfoo.so.1: cannot open shared object file")\n'),
+    }
+    for name, (version, module, source) in distributions.items():
+        info = f"{site}/{name.replace('-', '_')}-{version}.dist-info"
+        _write(root, f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        _write(root, f"{info}/top_level.txt", module + "\n")
+        _write(root, f"{info}/RECORD", f"{module}/__init__.py,,\n")
+        _write(root, f"{site}/{module}/__init__.py", source)
+    _write(root, f"{USER_ENV}/bin/jupyter", FAKE_JUPYTER, 0o755)
+    _write(root, "/usr/local/bin/fake-hub", FAKE_HUB, 0o755)
+    _write(root, "/etc/systemd/system/jupyterhub.service", FAKE_UNIT)
+    for name, text in SHARED_FILES.items():
+        _write(root, f"/srv/shared_data/{name}", text)
+    host.ssh(
+        f"set -e; mkdir -p {HUB_STATE}; ln -sfn /srv/shared_data /etc/skel/shared_data;"
+        f" python3 -c \"import sqlite3; db = sqlite3.connect('{HUB_STATE}/jupyterhub.sqlite');"
+        " db.execute('CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT UNIQUE, admin BOOLEAN)');"
+        " db.execute(\\\"INSERT INTO users (name, admin) VALUES ('admin', 1), ('student', 0)\\\"); db.commit()\";"
+        f" chmod 600 {HUB_STATE}/jupyterhub.sqlite;"
+        " systemctl daemon-reload; systemctl enable --now jupyterhub")
+    _wait_for_hub(host)
+
+
+def _wait_for_hub(host: NspawnHost, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while host.ssh("curl -fsS http://127.0.0.1:80/hub/api", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the stand-in hub does not answer")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reasons = missing_requirements(nspawn=True) + ([] if shutil.which("ssh-keygen") else ["ssh-keygen not found"])
+    if reasons:
+        pytest.skip("; ".join(reasons))
+    workdir = tmp_path_factory.mktemp("verify")
+    key, wrong_key = _keygen(workdir / "root_key"), _keygen(workdir / "wrong_key")
+    data = workdir / "data"
+    data.mkdir()
+    for name, text in SHARED_FILES.items():
+        (data / name).write_text(text)
+    started = time.monotonic()
+    with Namespace(label="vfy") as ns, nspawn_host(ns, key, workdir, hostname="hubtest") as host:
+        _stand_in_hub(host, data)
+        ssh_forward, hub_forward = forward_ssh(ns.guest_addr), Forward(ns.guest_addr, 80)
+        print(f"test host ready in {time.monotonic() - started:.0f} s: {ns.guest_addr}, forwards "
+              f"127.0.0.1:{ssh_forward.port} -> :22, 127.0.0.1:{hub_forward.port} -> :80")
+        try:
+            yield Lab(host, key, wrong_key, data, ssh_forward, hub_forward, workdir)
+        finally:
+            ssh_forward.close()
+            hub_forward.close()
+
+
+Invoke = Callable[..., subprocess.CompletedProcess]
+
+
+def rows(out: str) -> dict[str, str]:
+    """The table's lines by check name (the name is everything before the first run of two spaces)."""
+    return {line.split("  ")[0]: line for line in out.splitlines() if "  " in line}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Passing runs
+
+
+def test_verify_passes_at_the_namespace_address(lab: Lab, invoke: Invoke) -> None:
+    addr = lab.host.addr
+    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{addr}", "--identity", str(lab.key))
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = rows(result.stdout)
+    for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "admin user admin", "kernel python3",
+                 "kernel ir", "package hubvm-probe-data", "shared data", "timezone", "hostname", "disk space"):
+        assert table[name].endswith("pass"), result.stdout
+    assert "1.2, import hubprobe ok" in table["package hubvm-probe-data"]
+    assert f"http://{addr}:80/hub/api" in table["hub api (host)"]
+    assert "12 of 12 checks passed" in result.stdout
+
+
+def test_verify_json_through_the_loopback_forward(lab: Lab, invoke: Invoke, project: Path) -> None:
+    port = lab.ssh_forward.port
+    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
+                    "--identity", str(lab.key), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["target"] == f"root@127.0.0.1:{port}" and report["failed"] == 0
+    assert report["hub_url"] == f"http://127.0.0.1:{lab.hub_forward.port}/hub/api"
+    assert {c["name"]: c["found"] for c in report["checks"]}["hub api (host)"] == "JupyterHub 0.0.0-verify-test"
+    # the key was recorded in the project's known_hosts, under the forward's name
+    assert (project / "builds/ssh/known_hosts").read_text().startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
+
+
+def test_verify_the_vagrant_vm_and_accept_its_new_keys_after_a_rebuild(lab: Lab, invoke: Invoke,
+                                                                         project: Path) -> None:
+    """No --host: the target comes from `vagrant ssh-config` (a stand-in vagrant, tools.vagrant)."""
+    port = lab.ssh_forward.port
+    vagrant = lab.workdir / "fake-vagrant"
+    vagrant.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in\n'
+        f'  ssh-config) printf "Host jupyterhub-vm\\n  HostName 127.0.0.1\\n  User root\\n  Port {port}\\n'
+        f'  IdentityFile {lab.key}\\n" ;;\n'
+        f'  "port --guest 80") echo {lab.hub_forward.port} ;;\n'
+        '  *) echo "fake vagrant: $*" >&2; exit 1 ;;\nesac\n')
+    vagrant.chmod(0o755)
+    vagrant_dir = project / "builds/vagrant"
+    machine = vagrant_dir / ".vagrant/machines/jupyterhub-vm/virtualbox"
+    machine.mkdir(parents=True)
+    (vagrant_dir / "Vagrantfile").write_text("# stand-in\n")
+    (machine / "id").write_text("machine-1")
+    config = lab.config(tools={"vagrant": str(vagrant)})
+
+    first = invoke("-f", str(config), "verify")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"root@127.0.0.1:{port} (vagrant ssh-config" in first.stderr
+
+    # The VM is rebuilt (new machine id) and brings a new host key: the stale entry is replaced.
+    known_hosts = project / "builds/ssh/known_hosts"
+    old_key = _keygen(lab.workdir / f"old_host_key_{time.monotonic_ns()}").with_suffix(".pub").read_text().split()
+    known_hosts.write_text(f"[127.0.0.1]:{port} {old_key[0]} {old_key[1]}\n")
+    (machine / "id").write_text("machine-2")
+    rebuilt = invoke("-f", str(config), "verify")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert f"host key of [127.0.0.1]:{port} changed: the VM was rebuilt" in rebuilt.stderr
+    assert old_key[1] not in known_hosts.read_text()
+
+    # Same machine, changed key: refused.
+    known_hosts.write_text(f"[127.0.0.1]:{port} {old_key[0]} {old_key[1]}\n")
+    same = invoke("-f", str(config), "verify")
+    assert_one_line_error(same, f"host key of [127.0.0.1]:{port} changed since", "ssh-keygen -R")
+
+
+def test_ssh_runs_one_command_and_returns_its_status(lab: Lab, invoke: Invoke) -> None:
+    config = str(lab.config())
+    base = ["-f", config, "ssh", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key)]
+    hostname = invoke(*base, "-c", "hostname")
+    assert (hostname.returncode, hostname.stdout.strip()) == (0, "hubtest"), hostname.stderr
+    assert invoke(*base, "-c", "exit 3").returncode == 3
+
+
+def test_ssh_interactive_shell_through_the_system_client(lab: Lab, invoke: Invoke) -> None:
+    port = lab.ssh_forward.port
+    result = invoke("-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{port}", "--identity",
+                    str(lab.key), stdin="echo shell-on-$(hostname)\nexit 7\n")
+    assert "shell-on-hubtest" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 7
+
+
+def test_dry_run_opens_no_connection(lab: Lab, invoke: Invoke) -> None:
+    watched = Forward(lab.host.addr, 22)
+    try:
+        result = invoke("--dry", "-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{watched.port}",
+                        "--identity", str(lab.key))
+        ssh = invoke("--dry", "-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{watched.port}",
+                     "--identity", str(lab.key), "-c", "hostname")
+        time.sleep(0.2)
+        assert watched.accepted == 0
+    finally:
+        watched.close()
+    assert result.returncode == 0 and ssh.returncode == 0, result.stderr + ssh.stderr
+    assert "verify (dry run, no connection)" in result.stdout and "package hubvm-probe-data" in result.stdout
+    assert "would run 'hostname'" in ssh.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Failures: each one line (or the failing check's line) and a non-zero exit
+
+
+def test_nothing_listening(lab: Lab, invoke: Invoke) -> None:
+    port = free_port()
+    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
+                    "--identity", str(lab.key))
+    assert_one_line_error(result, f"cannot reach root@127.0.0.1:{port}: connection refused")
+    at_namespace = invoke("-f", str(lab.config(ssh={"wait": 3})), "verify", "--host", f"root@{lab.host.addr}:2200",
+                          "--identity", str(lab.key))
+    assert_one_line_error(at_namespace, f"cannot reach root@{lab.host.addr}:2200 after 3 s: connection refused")
+
+
+def test_wrong_key(lab: Lab, invoke: Invoke) -> None:
+    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
+                    "--identity", str(lab.wrong_key))
+    assert_one_line_error(result, "authentication failed with key", str(lab.wrong_key))
+    ssh = invoke("-f", str(lab.config()), "ssh", "--host", f"root@{lab.host.addr}", "--identity",
+                 str(lab.wrong_key), "-c", "true")
+    assert_one_line_error(ssh, "authentication failed")
+
+
+def test_changed_host_key_of_a_host_is_refused(lab: Lab, invoke: Invoke, project: Path) -> None:
+    known_hosts = project / "builds/ssh/known_hosts"
+    known_hosts.parent.mkdir(parents=True)
+    other = _keygen(lab.workdir / f"other_{time.monotonic_ns()}").with_suffix(".pub").read_text().split()
+    known_hosts.write_text(f"{lab.host.addr} {other[0]} {other[1]}\n")
+    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    assert_one_line_error(result, f"host key of {lab.host.addr} changed since", f"ssh-keygen -R '{lab.host.addr}'")
+    assert known_hosts.read_text() == f"{lab.host.addr} {other[0]} {other[1]}\n"  # left as it was
+
+
+def test_configured_package_missing_or_broken(lab: Lab, invoke: Invoke) -> None:
+    config = lab.config(packages={"python": ["hubvm-probe-data", "broken-pkg", "not-installed-pkg",
+                                             "hubvm-probe-data>=2"]})
+    result = invoke("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    table = rows(result.stdout)
+    assert table["package not-installed-pkg"].endswith("FAIL") and "not installed" in table["package not-installed-pkg"]
+    assert "ImportError: libfoo.so.1" in table["package broken-pkg"] and table["package broken-pkg"].endswith("FAIL")
+    assert table["hub service"].endswith("pass")
+    assert_one_line_error(result, "checks failed: package broken-pkg, package not-installed-pkg, "
+                                  "package hubvm-probe-data")
+
+
+def test_hub_stopped(lab: Lab, invoke: Invoke) -> None:
+    lab.host.ssh("systemctl stop jupyterhub")
+    try:
+        result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
+                        "--identity", str(lab.key))
+    finally:
+        lab.host.ssh("systemctl start jupyterhub")
+        _wait_for_hub(lab.host)
+    table = rows(result.stdout)
+    assert "inactive" in table["hub service"] and table["hub service"].endswith("FAIL")
+    assert table["hub api (guest)"].endswith("FAIL") and table["hub api (host)"].endswith("FAIL")
+    assert table["kernel python3"].endswith("pass")
+    assert_one_line_error(result, "3 of 12 checks failed: hub service, hub api (guest), hub api (host)")
+
+
+def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, invoke: Invoke) -> None:
+    config = lab.config(hub={"admin_users": ["admin", "ada"]},
+                        vm={"hostname": "jupyterhub", "timezone": "Europe/Berlin"})
+    result = invoke("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    table = rows(result.stdout)
+    assert "not an admin (admins: admin)" in table["admin user ada"]
+    assert table["hostname"].endswith("FAIL") and "hubtest" in table["hostname"]
+    assert table["timezone"].endswith("FAIL") and "Etc/UTC" in table["timezone"]
+    assert_one_line_error(result, "3 of 13 checks failed: admin user ada, timezone, hostname")
+
