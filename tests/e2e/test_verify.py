@@ -4,8 +4,10 @@ The host (tests/e2e/hosts.py) gets a stand-in for what provisioning makes, so th
 seconds: a `jupyterhub` systemd unit serving /hub/api with a version, the hub's sqlite database with an admin,
 a venv at the pypi flavour's user environment holding two small distributions (one whose import name differs
 from its distribution name, one whose import fails), a `jupyter` that lists the python3 and ir kernels, the
-shared data folder and its /etc/skel link. The full provisioning is proven by the provisioning tests, which run
-the same `invoke verify` against the real hub.
+shared data folder and its /etc/skel link; and real R with one Debian R package whose R name is not its
+Debian name (r-cran-rcolorbrewer is RColorBrewer), installed with apt from Debian's archive (about 20 s).
+The full provisioning is proven by the provisioning tests, which run the same `invoke verify` against the
+real hub.
 
 The host is reached at its namespace address and through TCP forwards on 127.0.0.1 (2222 when free), run by
 this process. Everything runs through the real `invoke` binary in a copy of the project (tests/conftest.py),
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.e2e
 
 USER_ENV = "/opt/jupyterhub/user"  # the pypi flavour's
 HUB_STATE = "/opt/jupyterhub/state"
+R_PACKAGE = "r-cran-rcolorbrewer"
 SHARED_FILES = {"iris.csv": "sepal_length,species\n5.1,setosa\n", "README.md": "Sample data for the hub.\n"}
 
 FAKE_HUB = """\
@@ -156,7 +159,7 @@ class Lab:
         body: dict = {
             "vm": {"hostname": "hubtest", "data": str(self.data), "hub_host_port": self.hub_forward.port},
             "hub": {"flavour": "pypi", "admin_users": ["admin"]},
-            "packages": {"python": ["hubvm-probe-data>=1.0"], "r": []},
+            "packages": {"python": ["hubvm-probe-data>=1.0"], "r": [R_PACKAGE]},
             "ssh": {"connect_timeout": 5, "wait": 0},
         }
         for name, values in sections.items():
@@ -198,6 +201,8 @@ def _stand_in_hub(host: NspawnHost, data: Path) -> None:
     _write(root, f"{USER_ENV}/bin/jupyter", FAKE_JUPYTER, 0o755)
     _write(root, "/usr/local/bin/fake-hub", FAKE_HUB, 0o755)
     _write(root, "/etc/systemd/system/jupyterhub.service", FAKE_UNIT)
+    host.ssh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
+             f" r-base-core {R_PACKAGE} >/dev/null", timeout=900)
     for name, text in SHARED_FILES.items():
         _write(root, f"/srv/shared_data/{name}", text)
     host.ssh(
@@ -270,11 +275,13 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, invoke: Invoke) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
     for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "admin user admin", "kernel python3",
-                 "kernel ir", "package hubvm-probe-data", "shared data", "timezone", "hostname", "disk space"):
+                 "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}", "shared data", "timezone",
+                 "hostname", "disk space"):
         assert table[name].endswith("pass"), result.stdout
     assert "1.2, import hubprobe ok" in table["package hubvm-probe-data"]
     assert f"http://{addr}:80/hub/api" in table["hub api (host)"]
-    assert "12 of 12 checks passed" in result.stdout
+    assert "RColorBrewer 1.1-3 loads" in table[f"R package {R_PACKAGE}"]
+    assert "13 of 13 checks passed" in result.stdout
 
 
 def test_verify_json_through_the_loopback_forward(lab: Lab, invoke: Invoke, project: Path) -> None:
@@ -397,14 +404,15 @@ def test_changed_host_key_of_a_host_is_refused(lab: Lab, invoke: Invoke, project
 
 def test_configured_package_missing_or_broken(lab: Lab, invoke: Invoke) -> None:
     config = lab.config(packages={"python": ["hubvm-probe-data", "broken-pkg", "not-installed-pkg",
-                                             "hubvm-probe-data>=2"]})
+                                             "hubvm-probe-data>=2"], "r": [R_PACKAGE, "r-cran-ggplot2"]})
     result = invoke("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
     table = rows(result.stdout)
     assert table["package not-installed-pkg"].endswith("FAIL") and "not installed" in table["package not-installed-pkg"]
     assert "ImportError: libfoo.so.1" in table["package broken-pkg"] and table["package broken-pkg"].endswith("FAIL")
-    assert table["hub service"].endswith("pass")
-    assert_one_line_error(result, "checks failed: package broken-pkg, package not-installed-pkg, "
-                                  "package hubvm-probe-data")
+    assert table["hub service"].endswith("pass") and table[f"R package {R_PACKAGE}"].endswith("pass")
+    assert "not installed" in table["R package r-cran-ggplot2"] and table["R package r-cran-ggplot2"].endswith("FAIL")
+    assert_one_line_error(result, "4 of 17 checks failed: package broken-pkg, package not-installed-pkg, "
+                                  "package hubvm-probe-data, R package r-cran-ggplot2")
 
 
 def test_hub_stopped(lab: Lab, invoke: Invoke) -> None:
@@ -419,7 +427,7 @@ def test_hub_stopped(lab: Lab, invoke: Invoke) -> None:
     assert "inactive" in table["hub service"] and table["hub service"].endswith("FAIL")
     assert table["hub api (guest)"].endswith("FAIL") and table["hub api (host)"].endswith("FAIL")
     assert table["kernel python3"].endswith("pass")
-    assert_one_line_error(result, "3 of 12 checks failed: hub service, hub api (guest), hub api (host)")
+    assert_one_line_error(result, "3 of 13 checks failed: hub service, hub api (guest), hub api (host)")
 
 
 def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, invoke: Invoke) -> None:
@@ -430,5 +438,5 @@ def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, invoke: In
     assert "not an admin (admins: admin)" in table["admin user ada"]
     assert table["hostname"].endswith("FAIL") and "hubtest" in table["hostname"]
     assert table["timezone"].endswith("FAIL") and "Etc/UTC" in table["timezone"]
-    assert_one_line_error(result, "3 of 13 checks failed: admin user ada, timezone, hostname")
+    assert_one_line_error(result, "3 of 14 checks failed: admin user ada, timezone, hostname")
 
