@@ -50,6 +50,8 @@ SKEL_LINK = "/etc/skel/shared_data"
 # database afterwards). The database is jupyterhub.sqlite in the unit's WorkingDirectory, else one of these.
 HUB_DATABASES = ("/opt/tljh/state/jupyterhub.sqlite", "/opt/jupyterhub/state/jupyterhub.sqlite",
                  "/var/lib/jupyterhub/jupyterhub.sqlite")
+# The sample files the shared_data role ships when vm.data is none (relative to the project)
+SAMPLES_DIR = Path("ansible/roles/shared_data/files/samples")
 KERNELS = ("python3", "ir")
 MIN_FREE_BYTES = 1 << 30
 HTTP_TIMEOUT = 5          # seconds for one hub API request
@@ -163,8 +165,8 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
     with c.cd(str(layout.vagrant_dir)):
         result = _run_probe(c, f"{vagrant} ssh-config")
     if not result.ok:
-        lines = [line for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
-        reason = lines[-1].strip() if lines else f"exit status {result.exited}"
+        # Vagrant's messages run over several lines: one line of at most 200 characters
+        reason = " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit status {result.exited}"
         if dry:
             return _guess(s, key, f"the Vagrant VM, not running now (vagrant ssh-config: {reason})")
         raise UserError(f"vagrant ssh-config failed ({reason}); is the VM running? (invoke up)")
@@ -729,7 +731,8 @@ def check_r(s: Settings, sec: Section | None) -> list[Check]:
 
 def check_shared_data(s: Settings, sec: Section | None, host_entries: Sequence[str] | None) -> Check:
     """SHARED_DATA holds the data folder's entries (or, without one, any sample files) and /etc/skel links it."""
-    holds = f"vm.data's {len(host_entries)} entries" if host_entries else "sample files"
+    source = "vm.data" if s.vm.data else "the sample files"
+    holds = f"the {len(host_entries)} entries of {source}" if host_entries else "files"
     expected = f"{SHARED_DATA} holds {holds}, {SKEL_LINK} links it"
     lines = sec.output.splitlines() if sec else []
     link = lines[0][len("link"):].strip() if lines and lines[0].startswith("link") else ""
@@ -773,15 +776,14 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
 
 def planned(s: Settings, url: str) -> list[Check]:
     """The checks a dry run would make: names and expectations, nothing found."""
-    return [replace(c, found="-", passed=None) for c in evaluate(s, {}, None, url)]
+    return [replace(c, found="-", passed=None) for c in evaluate(s, {}, None, url, shared_data_entries(s))]
 
 
 def shared_data_entries(s: Settings) -> list[str] | None:
-    """The top-level entries the guest's shared data must hold: those of vm.data (None without a data folder)."""
-    if s.vm.data is None:
-        return None
+    """The top-level entries the guest's shared data must hold: those of vm.data, or the shipped sample files."""
+    folder = s.vm.data or s.project_dir / SAMPLES_DIR
     try:
-        return sorted(p.name for p in s.vm.data.iterdir())
+        return sorted(p.name for p in folder.iterdir())
     except OSError:
         return None
 
@@ -820,6 +822,9 @@ def run_verify(c: Any, s: Settings, layout: Layout, host: str | None, identity: 
     endpoint = resolve(c, s, layout, host, identity, dry=dry)
     if dry:
         checks = planned(s, endpoint.hub_url)
+        if as_json:
+            print(checks_json(endpoint, checks, 0.0))
+            return
         print(f"verify (dry run, no connection): {endpoint.target} via {endpoint.source}, "
               f"{describe_auth(endpoint.target)}; hub API from this host: {endpoint.hub_url}")
         print(checks_table(checks))

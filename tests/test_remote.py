@@ -148,6 +148,9 @@ def test_dry_verify_opens_no_connection(layout: Layout, monkeypatch: pytest.Monk
     assert "hub service" in out and "package pandas" in out and "R package r-cran-data.table" in out
     assert remote.run_ssh(c, parse(), layout, None, None, "uptime") == 0
     assert "would run 'uptime' on vagrant@127.0.0.1:2200" in capsys.readouterr().out
+    remote.run_verify(c, parse(), layout, None, None, True)
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["target"] == "vagrant@127.0.0.1:2200" and {c["passed"] for c in plan["checks"]} == {None}
 
 
 def test_dry_interactive_ssh_prints_the_ssh_command(layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -394,6 +397,16 @@ def test_check_shared_data() -> None:
     assert unlinked.found == "1 entries; /etc/skel/shared_data -> nothing; missing cars.csv"
     absent = remote.check_shared_data(s, Section(1, "link"), None)
     assert (absent.passed, absent.found) == (False, "/srv/shared_data missing")
+
+
+def test_shared_data_expects_vm_data_or_the_shipped_samples(tmp_path: Path) -> None:
+    assert remote.shared_data_entries(parse()) == sorted(
+        p.name for p in (REPO / "ansible/roles/shared_data/files/samples").iterdir())
+    (tmp_path / "a.csv").write_text("x")
+    s = parse(**{"vm.data": str(tmp_path)})
+    assert remote.shared_data_entries(s) == ["a.csv"]
+    check = remote.planned(s, "http://x/hub/api")[-4]
+    assert check.expected == "/srv/shared_data holds the 1 entries of vm.data, /etc/skel/shared_data links it"
 
 
 def test_check_timezone_hostname_disk() -> None:

@@ -383,6 +383,23 @@ def test_nothing_listening(lab: Lab, invoke: Invoke) -> None:
     assert_one_line_error(at_namespace, f"cannot reach root@{lab.host.addr}:2200 after 3 s: connection refused")
 
 
+def test_verify_waits_for_sshd_while_the_machine_boots(lab: Lab, invoke: Invoke) -> None:
+    """Nothing listens at first; 3 s later the forward opens (like a booting VM): verify retries and passes."""
+    port = free_port()
+    opened: list[Forward] = []
+    timer = threading.Timer(3, lambda: opened.append(Forward(lab.host.addr, 22, port)))
+    timer.start()
+    try:
+        result = invoke("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@127.0.0.1:{port}",
+                        "--identity", str(lab.key))
+    finally:
+        timer.cancel()
+        for forward in opened:
+            forward.close()
+    assert f"waiting for SSH on root@127.0.0.1:{port} (connection refused), up to 60 s" in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_wrong_key(lab: Lab, invoke: Invoke) -> None:
     result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
                     "--identity", str(lab.wrong_key))
