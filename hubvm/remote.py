@@ -165,10 +165,11 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
     with c.cd(str(layout.vagrant_dir)):
         result = _run_probe(c, f"{vagrant} ssh-config")
     if not result.ok:
-        # Vagrant's messages run over several lines: one line of at most 200 characters
-        reason = " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit status {result.exited}"
+        # Vagrant's messages run over several lines and sentences: the first sentence says what is wrong
+        message = " ".join((result.stderr or result.stdout or "").split())
+        reason = message.split(". ")[0].rstrip(".")[:200] or f"exit status {result.exited}"
         if dry:
-            return _guess(s, key, f"the Vagrant VM, not running now (vagrant ssh-config: {reason})")
+            return _guess(s, key, f"the Vagrant VM, not running now: {reason}")
         raise UserError(f"vagrant ssh-config failed ({reason}); is the VM running? (invoke up)")
     reported = from_ssh_config(result.stdout)
     identity_file = key or s.ssh.identity or reported.identity
@@ -825,8 +826,8 @@ def run_verify(c: Any, s: Settings, layout: Layout, host: str | None, identity: 
         if as_json:
             print(checks_json(endpoint, checks, 0.0))
             return
-        print(f"verify (dry run, no connection): {endpoint.target} via {endpoint.source}, "
-              f"{describe_auth(endpoint.target)}; hub API from this host: {endpoint.hub_url}")
+        print(f"verify (dry run, no connection): {endpoint.target} ({endpoint.source})\n"
+              f"  login with {describe_auth(endpoint.target)}; hub API from this host: {endpoint.hub_url}")
         print(checks_table(checks))
         return
     started = time.monotonic()

@@ -116,9 +116,12 @@ def test_missing_vagrantfile_is_one_line(tmp_path: Path) -> None:
 
 def test_vagrant_not_running_is_one_line(layout: Layout) -> None:
     c = mock({"vagrant ssh-config": Result("", stderr="The provider for this Vagrant-managed machine is reporting "
-                                                     "that it is not yet ready for SSH.\n", exited=1)})
-    with pytest.raises(UserError, match=r"vagrant ssh-config failed \(The provider .*\); is the VM running"):
+                                                     "that it is not yet ready\nfor SSH. Depending on your provider "
+                                                     "this can carry different meanings.\n", exited=1)})
+    with pytest.raises(UserError) as caught:
         remote.resolve(c, parse(), layout, None, None)
+    assert str(caught.value) == ("vagrant ssh-config failed (The provider for this Vagrant-managed machine is "
+                                 "reporting that it is not yet ready for SSH); is the VM running? (invoke up)")
 
 
 def test_dry_run_without_a_vm_guesses_from_the_configuration(layout: Layout) -> None:
@@ -144,7 +147,7 @@ def test_dry_verify_opens_no_connection(layout: Layout, monkeypatch: pytest.Monk
     c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080")}, dry=True)
     remote.run_verify(c, parse(), layout, None, None, False)
     out = capsys.readouterr().out
-    assert "verify (dry run, no connection): vagrant@127.0.0.1:2200 via vagrant ssh-config" in out
+    assert "verify (dry run, no connection): vagrant@127.0.0.1:2200 (vagrant ssh-config)" in out
     assert "hub service" in out and "package pandas" in out and "R package r-cran-data.table" in out
     assert remote.run_ssh(c, parse(), layout, None, None, "uptime") == 0
     assert "would run 'uptime' on vagrant@127.0.0.1:2200" in capsys.readouterr().out
