@@ -249,9 +249,7 @@ def wait_for_port(ns: Namespace, port: int, timeout: float = 60.0) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing answers on {ns.guest_addr}:{port} after {timeout:.0f} s"
-                ) from None
+                raise TimeoutError(f"nothing answers on {ns.guest_addr}:{port} after {timeout:.0f} s") from None
             time.sleep(0.5)
 
 
@@ -325,8 +323,7 @@ class NspawnHost:
     def addr(self) -> str:
         return self.ns.guest_addr
 
-    @property
-    def ssh_options(self) -> list[str]:
+    def ssh_options(self, identity: Path | None = None) -> list[str]:
         # The guest is new every session and lives at a private address: no known_hosts to keep.
         return [
             "-o", "StrictHostKeyChecking=no",
@@ -334,12 +331,20 @@ class NspawnHost:
             "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=10",
-            "-i", str(self.identity),
+            "-i", str(identity or self.identity),
         ]  # fmt: skip
 
-    def ssh(self, command: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run a shell command line in the guest as root over SSH, capturing text output."""
-        cmd = ["ssh", *self.ssh_options, "-p", str(self.port), f"{self.user}@{self.addr}", command]
+    def ssh(
+        self,
+        command: str,
+        check: bool = True,
+        timeout: float = 600,
+        user: str = "",
+        identity: Path | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run a shell command line in the guest over SSH (as ``user``, by default ``self.user``)."""
+        destination = f"{user or self.user}@{self.addr}"
+        cmd = ["ssh", *self.ssh_options(identity), "-p", str(self.port), destination, command]
         return _sh(cmd, check=check, timeout=timeout)
 
 
@@ -356,8 +361,19 @@ def _prepare_root(root: Path, public_key: str, hostname: str) -> None:
     (root / "etc" / "hostname").write_text(hostname + "\n")
 
 
+# nspawn processes still running, stopped at interpreter exit if nothing stopped them before.
+_RUNNING: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for process in list(_RUNNING):
+        _stop(process)
+
+
 def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
     """Power the guest off (SIGTERM makes nspawn ask its init to halt), killing it if that takes too long."""
+    _RUNNING.discard(process)
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -373,6 +389,57 @@ def _unmount_below(root: Path) -> None:
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(str(root) + "/") or m == str(root)), reverse=True):
         _sh(["umount", "-l", mount], check=False)
+
+
+def _start_nspawn(ns: Namespace, root: Path, log_path: Path) -> subprocess.Popen:
+    """Start ``systemd-nspawn --boot`` on root inside ns, in the background, its console going to log_path."""
+    cmd = [
+        "systemd-nspawn",
+        f"--directory={root}",
+        f"--machine={ns.name}"[:74],
+        "--boot",
+        f"--network-namespace-path={ns.path}",
+        "--register=no",
+        "--keep-unit",
+        "--console=read-only",
+    ]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _RUNNING.add(process)
+    return process
+
+
+def _wait_booted(host: NspawnHost, timeout: float) -> str:
+    """Wait until sshd answers and systemd says the boot is finished; return systemd's state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if host.process.poll() is not None:
+            raise RuntimeError(f"systemd-nspawn exited ({host.process.returncode}); see {host.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the guest did not boot within {timeout:.0f} s; see {host.log_path}")
+        try:
+            wait_for_port(host.ns, host.port, timeout=2)
+            state = host.ssh("systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
+            if state in ("running", "degraded"):
+                return state
+        except (TimeoutError, subprocess.TimeoutExpired):
+            pass
+        time.sleep(0.5)
+
+
+def restart(host: NspawnHost, boot_timeout: float = 120, log=print) -> None:
+    """Power the guest off and boot it again from the same root filesystem (e.g. to see a first boot).
+
+    Waits as ``host.user`` with ``host.identity``: change them first if the guest's logins changed.
+    """
+    started = time.monotonic()
+    _stop(host.process)
+    _unmount_below(host.root)
+    host.process = _start_nspawn(host.ns, host.root, host.log_path)
+    state = _wait_booted(host, boot_timeout)
+    log(f"guest: rebooted ({state}) in {time.monotonic() - started:.0f} s")
 
 
 @contextlib.contextmanager
@@ -393,7 +460,7 @@ def nspawn_host(
     """
     root = workdir / "rootfs"
     log_path = workdir / "nspawn.log"
-    process = None
+    host = None
     try:
         pristine = cached_rootfs(log=log)
         started = time.monotonic()
@@ -403,48 +470,14 @@ def nspawn_host(
         _prepare_root(root, Path(f"{identity}.pub").read_text(), hostname)
         log(f"root filesystem: copied in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        machine = f"{ns.name}"[:64]
-        cmd = [
-            "systemd-nspawn",
-            f"--directory={root}",
-            f"--machine={machine}",
-            "--boot",
-            f"--network-namespace-path={ns.path}",
-            "--register=no",
-            "--keep-unit",
-            "--console=read-only",
-        ]
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        atexit.register(_stop, process)
+        process = _start_nspawn(ns, root, log_path)
         host = NspawnHost(ns=ns, root=root, identity=identity, process=process, log_path=log_path)
-        deadline = time.monotonic() + boot_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited ({process.returncode}); see {log_path}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the guest did not boot within {boot_timeout:.0f} s; see {log_path}")
-            try:
-                wait_for_port(ns, 22, timeout=2)
-                state = host.ssh("systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
-                if state in ("running", "degraded"):
-                    break
-            except (TimeoutError, subprocess.TimeoutExpired):
-                pass
-            time.sleep(0.5)
+        state = _wait_booted(host, boot_timeout)
         log(f"guest: booted ({state}) in {time.monotonic() - started:.0f} s at {ns.guest_addr}")
         yield host
     finally:
-        if process is not None:
-            _stop(process)
-            with contextlib.suppress(Exception):
-                atexit.unregister(_stop)
+        if host is not None:
+            _stop(host.process)
         _unmount_below(root)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
