@@ -35,12 +35,7 @@ def role_defaults(role: str) -> dict:
     return yaml.safe_load((ANSIBLE / "roles" / role / "defaults" / "main.yml").read_text()) or {}
 
 
-# templates/ansible/vars.yml.j2 (the lead's) renders "base_ca_certificates:  - name: ..." on one line under
-# trim_blocks; ending that line with {{ '\n' }} fixes it. Strict: remove the marks once it is fixed.
-TEMPLATE_BUG = pytest.mark.xfail(strict=True, reason="vars.yml.j2 joins the first certificate to its key's line")
-
-
-@pytest.mark.parametrize("count", [0, pytest.param(1, marks=TEMPLATE_BUG), pytest.param(2, marks=TEMPLATE_BUG)])
+@pytest.mark.parametrize("count", [0, 1, 2])
 def test_vars_file_is_yaml_with_any_number_of_ca_certificates(tmp_path: Path, count: int) -> None:
     paths = []
     for index in range(count):
