@@ -19,10 +19,8 @@ PROJECT_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "http", "ansib
 INVOKE = str(Path(sys.executable).parent / "invoke")
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project in a temporary folder, so tests may render, write stamps and break things."""
-    root = tmp_path / "project"
+def copy_project(root: Path) -> Path:
+    """Copy what the tasks need (PROJECT_PARTS) from the repository to root; returns root."""
     for part in PROJECT_PARTS:
         source = REPO / part
         if source.is_dir():
@@ -31,6 +29,12 @@ def project(tmp_path: Path) -> Path:
             (root / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / part)
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project in a temporary folder, so tests may render, write stamps and break things."""
+    return copy_project(tmp_path / "project")
 
 
 @pytest.fixture
@@ -60,3 +64,21 @@ def tree_digest(root: Path) -> str:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+# How long each marked group of tests took (setup, call and teardown of its tests), printed after the run.
+TIMED_MARKERS = ("validators", "e2e")
+_group_seconds: dict[str, float] = {}
+_group_tests: dict[str, set[str]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for marker in TIMED_MARKERS:
+        if marker in report.keywords:
+            _group_seconds[marker] = _group_seconds.get(marker, 0.0) + report.duration
+            _group_tests.setdefault(marker, set()).add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for marker, seconds in _group_seconds.items():
+        terminalreporter.write_line(f"{marker} group: {len(_group_tests[marker])} tests in {seconds:.1f} s")
