@@ -43,10 +43,10 @@ pytestmark = pytest.mark.validators
 
 VENV_BIN = Path(sys.executable).parent
 # The validators and the Debian packages that bring them (setup.sh --tests installs them)
-VENV = ".venv: pip install -e '.[test]'"
-VALIDATORS = {"packer": "apt: packer", "vagrant": "apt: vagrant vagrant-libvirt",
-              "debconf-set-selections": "apt: debconf-utils", "ansible-playbook": VENV, "ansible-lint": VENV,
-              "yamllint": VENV}
+VENV = "pip install -e '.[test]' in .venv"
+VALIDATORS = {"packer": "apt-get install packer", "vagrant": "apt-get install vagrant vagrant-libvirt",
+              "debconf-set-selections": "apt-get install debconf-utils", "ansible-playbook": VENV,
+              "ansible-lint": VENV, "yamllint": VENV}
 # The parts of a project the rendered files refer to; each case's project links them and has a builds/ of its own
 SHARED_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "http", "ansible", "config", "data"]
 TIMEOUT = 120
@@ -148,6 +148,9 @@ class Run:
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:
+    if not shutil.which(argv[0], path=env["PATH"]):
+        return Run(shlex.join(argv), 127, f"{argv[0]} is not installed: {VALIDATORS.get(argv[0], 'see setup.sh')} "
+                   "(./setup.sh --tests installs every validator)", 0.0)
     started = time.monotonic()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     return Run(shlex.join(argv), result.returncode, result.stdout + result.stderr, time.monotonic() - started)
@@ -226,6 +229,7 @@ def sha256(path: Path) -> str:
 
 
 def packer_version(env: dict[str, str]) -> Version | None:
+    """The version `packer version` prints; None where packer is missing."""
     result = run(["packer", "version"], REPO, env)
     return tools.parse_version(tools.TOOLS["packer"].pattern, result.output)
 
@@ -372,10 +376,6 @@ def validation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Validation]
     home = tmp / "home"
     home.mkdir()
     env = tool_environment(home)
-    missing = [f"{tool} ({package})" for tool, package in VALIDATORS.items()
-               if not shutil.which(tool, path=env["PATH"])]
-    if missing:
-        pytest.fail(f"validators not installed: {', '.join(missing)}; run ./setup.sh --tests")
     shared = copy_project(tmp / "shared")
     version = packer_version(env)
     workers = max(2, 2 * (os.cpu_count() or 1))
@@ -452,6 +452,16 @@ def test_settings_reject_combinations_that_cannot_be_built(provider: str, os_nam
 # Packer
 
 
+def require_packer_with_builders(validation: Validation) -> None:
+    """These checks run Debian 12's packer 1.6.6, which bundles the builders; newer Packer needs `packer init`,
+    which downloads plugins from the internet."""
+    if validation.packer is None:
+        pytest.fail(f"packer is not installed: {VALIDATORS['packer']} (./setup.sh --tests installs it)")
+    if tools.packer_uses_init(validation.packer):
+        pytest.skip(f"packer {validation.packer} has no bundled builders (`packer init` needs the internet); "
+                    "these checks need Debian 12's packer 1.6.6")
+
+
 def expected_packer_warnings(r: Rendered) -> list[str]:
     """Warnings packer validate may print for a case; any other warning fails the test."""
     variables = render.packer_variables(r.settings)
@@ -464,9 +474,7 @@ def packer_warnings(output: str) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_packer_validates_the_template_with_its_variables(validation: Validation, case: Case) -> None:
-    if validation.packer is None or tools.packer_uses_init(validation.packer):
-        pytest.skip(f"packer {validation.packer} needs `packer init` (plugins from the internet): "
-                    "these checks run with Debian 12's packer 1.6.6, which bundles the builders")
+    require_packer_with_builders(validation)
     r = validation.rendered[case.name]
     result = validation.result(case, "packer")
     assert result.returncode == 0, result
@@ -479,8 +487,7 @@ def test_packer_validates_the_template_with_its_variables(validation: Validation
 def test_packer_validate_really_checks_the_selected_build(validation: Validation, build: str) -> None:
     """packer validate -only=NAME succeeds when NAME matches no build: the same command without a base image
     must fail in the builder's own checks, so the passing runs above validated that build."""
-    if validation.packer is None or tools.packer_uses_init(validation.packer):
-        pytest.skip(f"needs Debian 12's packer 1.6.6, found {validation.packer}")
+    require_packer_with_builders(validation)
     result = validation.pool.result(f"packer control {build}")
     assert result.returncode != 0, result
     expected = "source_path is required" if build.startswith("virtualbox-ovf") else "One of iso_url or iso_urls"
@@ -490,8 +497,7 @@ def test_packer_validate_really_checks_the_selected_build(validation: Validation
 def test_packer_166_rejects_the_plugins_file_so_pack_passes_the_template_alone(validation: Validation) -> None:
     """Packer 1.6 does not know required_plugins: given the folder it fails on plugins.pkr.hcl, so `pack` must
     name box.pkr.hcl; newer Packer gets the folder (and `packer init` first)."""
-    if validation.packer is None or tools.packer_uses_init(validation.packer):
-        pytest.skip(f"needs Debian 12's packer 1.6.6, found {validation.packer}")
+    require_packer_with_builders(validation)
     folder = validation.pool.result("packer folder")
     assert folder.returncode != 0, folder
     assert 'Blocks of type "required_plugins" are not expected here' in folder.output, folder
@@ -503,6 +509,7 @@ def test_packer_166_rejects_the_plugins_file_so_pack_passes_the_template_alone(v
 
 
 def test_a_misspelt_builder_key_fails_packer_validate(validation: Validation) -> None:
+    require_packer_with_builders(validation)
     result = validation.pool.result("broken packer")
     assert result.returncode != 0, result
     assert 'An argument named "hard_drive_interfase" is not expected here' in result.output, result
