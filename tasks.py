@@ -28,7 +28,7 @@ invoke_config.adapt_invoke()
 IP_HELP = 'host-only IP of the VM, or "dhcp" (vm.ip)'
 DATA_HELP = 'host folder shared with every hub user, or "none" (vm.data)'
 HOST_HELP = "any machine over SSH instead of the Vagrant VM: [user@]address[:port]"
-IDENTITY_HELP = "private key file for --host (ssh.identity)"
+IDENTITY_HELP = "private key file (ssh.identity); for the Vagrant VM it replaces Vagrant's key"
 
 
 def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:

@@ -39,7 +39,7 @@ from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration, table
 from hubvm.settings import Settings
-from hubvm.target import Target, from_ssh_config, known_hosts_names, ssh_options
+from hubvm.target import Target, from_ssh_config, known_hosts_names, remove_host_entries, ssh_options
 from hubvm.target import parse as parse_target
 
 # What the Ansible roles make (the contract verify checks)
@@ -215,37 +215,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint of a key."""
     digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
     return f"{key.get_name()} SHA256:{digest}"
-
-
-def _entry_matches(field: str, names: set[str]) -> bool:
-    """Whether a known_hosts host field (plain, comma separated, or hashed |1|salt|hash) names one of `names`."""
-    for entry in field.split(","):
-        if entry.startswith("|1|"):
-            salt = entry.split("|")[2]
-            if any(paramiko.HostKeys.hash_host(name, salt) == entry for name in names):
-                return True
-        elif entry in names:
-            return True
-    return False
-
-
-def remove_host_entries(known_hosts: Path, names: Sequence[str]) -> int:
-    """Remove exactly the lines of known_hosts that name one of `names` (hashed entries included); return how many."""
-    if not known_hosts.is_file():
-        return 0
-    wanted = set(names)
-    kept, removed = [], 0
-    for line in known_hosts.read_text().splitlines(keepends=True):
-        fields = line.split()
-        if fields and not line.startswith("#"):
-            host_field = fields[1] if fields[0].startswith("@") and len(fields) > 1 else fields[0]
-            if _entry_matches(host_field, wanted):
-                removed += 1
-                continue
-        kept.append(line)
-    if removed:
-        known_hosts.write_text("".join(kept))
-    return removed
 
 
 def record_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:

@@ -27,7 +27,7 @@ from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import StepLog, StepResult, step_log, table
 from hubvm.settings import Settings, image_source
-from hubvm.target import Target, forget_host
+from hubvm.target import Target
 
 
 def is_dry(c: Context) -> bool:
@@ -204,11 +204,6 @@ def up(c: Context, s: Settings, provision: bool = False) -> StepResult:
         boxes = sh.probe(f"{vagrant} box list --machine-readable").stdout or ""
         if f",box-name,{box_name}" not in boxes:
             sh.run(f"{vagrant} box add --force --name {box_name} {q(rel(layout.box_file, s))}", cwd=s.project_dir)
-        if vm_state(sh, s) == "not_created":
-            # a new VM brings new host keys on the same address: forget the old ones (project known_hosts only)
-            for stale in (Target("127.0.0.1", s.ssh.user, s.ssh.port), Target(s.vm.ip, s.ssh.user)):
-                if not sh.dry and forget_host(layout.known_hosts, stale):
-                    log.say(f"forgot the old host key of {stale.host}:{stale.port} in {rel(layout.known_hosts, s)}")
         command = f"{vagrant} up --provider={s.vm.provider}" + (" --provision" if provision else "")
         sh.run(command, cwd=layout.vagrant_dir, env=vagrant_env(s))
         return StepResult("up", "dry run" if sh.dry else "ran", log.elapsed(), f"box {box_name}")

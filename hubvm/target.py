@@ -7,8 +7,12 @@ brings new keys, and the user's ~/.ssh/known_hosts is never edited.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +89,10 @@ def ssh_options(known_hosts: Path, connect_timeout: int) -> list[str]:
     """OpenSSH options shared by every SSH client the tool starts (ansible-playbook, ssh)."""
     return [
         "-o", f"UserKnownHostsFile={known_hosts}",
-        # the first key seen for an address is recorded, a changed key is refused (forget_host clears it)
+        # the first key seen for an address is recorded, a changed key is refused (see hubvm.remote.connect)
         "-o", "StrictHostKeyChecking=accept-new",
+        # plain names (Debian's ssh_config hashes them), so that a person can read and edit the file
+        "-o", "HashKnownHosts=no",
         "-o", f"ConnectTimeout={connect_timeout}",
         "-o", "ServerAliveInterval=30",
     ]
@@ -97,18 +103,37 @@ def known_hosts_names(target: Target) -> list[str]:
     return [target.host] if target.port == 22 else [f"[{target.host}]:{target.port}"]
 
 
-def forget_host(known_hosts: Path, target: Target) -> bool:
-    """Remove exactly the entries of this host:port from the project's known_hosts; True if any were there."""
+def _hashed(name: str, salt_b64: str) -> str:
+    """OpenSSH's hashed known_hosts form of a name: |1|base64(salt)|base64(HMAC-SHA1(salt, name))."""
+    salt = base64.b64decode(salt_b64)
+    return f"|1|{salt_b64}|{base64.b64encode(hmac.new(salt, name.encode(), hashlib.sha1).digest()).decode()}"
+
+
+def _entry_matches(field: str, names: set[str]) -> bool:
+    """Whether a known_hosts host field (plain, comma separated, or hashed |1|salt|hash) names one of `names`."""
+    for entry in field.split(","):
+        if entry.startswith("|1|"):
+            if any(_hashed(name, entry.split("|")[2]) == entry for name in names):
+                return True
+        elif entry in names:
+            return True
+    return False
+
+
+def remove_host_entries(known_hosts: Path, names: Sequence[str]) -> int:
+    """Remove exactly the lines of known_hosts that name one of `names` (hashed entries included); return how many."""
     if not known_hosts.is_file():
-        return False
-    names = set(known_hosts_names(target))
-    kept, dropped = [], False
+        return 0
+    wanted = set(names)
+    kept, removed = [], 0
     for line in known_hosts.read_text().splitlines(keepends=True):
-        hosts = line.split(" ", 1)[0].split(",") if line.strip() and not line.startswith("#") else []
-        if names & set(hosts):
-            dropped = True
-        else:
-            kept.append(line)
-    if dropped:
+        fields = line.split()
+        if fields and not line.startswith("#"):
+            host_field = fields[1] if fields[0].startswith("@") and len(fields) > 1 else fields[0]
+            if _entry_matches(host_field, wanted):
+                removed += 1
+                continue
+        kept.append(line)
+    if removed:
         known_hosts.write_text("".join(kept))
-    return dropped
+    return removed

@@ -15,7 +15,7 @@ from hubvm import remote, settings
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.remote import Check, Endpoint, Section
-from hubvm.target import Target
+from hubvm.target import Target, remove_host_entries
 from tests.conftest import REPO
 
 SSH_CONFIG = textwrap.dedent("""\
@@ -192,7 +192,7 @@ def test_remove_host_entries_removes_exactly_that_host_plain_and_hashed(tmp_path
         f"{hashed} ssh-ed25519 {key.get_base64()}\n"
         f"[127.0.0.1]:2200 ssh-ed25519 {key.get_base64()}\n"
         f"127.0.0.1 ssh-ed25519 {key.get_base64()}\n")
-    assert remote.remove_host_entries(known, ["[127.0.0.1]:2222"]) == 2
+    assert remove_host_entries(known, ["[127.0.0.1]:2222"]) == 2
     assert known.read_text().splitlines() == [f"[127.0.0.1]:2200 ssh-ed25519 {key.get_base64()}",
                                               f"127.0.0.1 ssh-ed25519 {key.get_base64()}"]
 
