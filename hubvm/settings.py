@@ -450,7 +450,9 @@ CHECKS: dict[str, dict[str, Check]] = {
     },
     "ssh": {
         "user": _text(_UNIX_NAME, "use a Unix login name such as vagrant"),
-        "password": _text(None, "set the build VM's password"),
+        # it is typed into preseed/autoinstall and Packer's `echo '...' | sudo -S`: no quotes, spaces or backslashes
+        "password": _text(re.compile(r"^[^'\"\\\s`$]+$"), "use letters, digits and punctuation other than quotes, "
+                          "backslash, $ and `"),
         "port": _integer(1, 65535),
         "via": _choice(SSH_VIA),
         "identity": _optional(_existing_file()),

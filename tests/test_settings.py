@@ -69,6 +69,7 @@ BAD = [
     ({"guest.https_proxy": "proxy:3128"}, "guest.https_proxy", "not valid", "http://"),
     ({"guest.ca_certificates": ["/no/such.crt"]}, "guest.ca_certificates", "no such file", "existing file"),
     ({"ssh.identity": "/no/such/key"}, "ssh.identity", "no such file", "existing file"),
+    ({"ssh.password": "it's"}, "ssh.password", "not valid", "other than quotes"),
     ({"ssh.port": 8080}, "vm.hub_host_port", "is also ssh.port", "another host port"),
     ({"export.keep_vagrant_access": "yes"}, "export.keep_vagrant_access", "not true or false", "true or false"),
     ({"export.ssh_user": "vagrant"}, "export.ssh_user", "build user the export removes", "hubadmin"),
