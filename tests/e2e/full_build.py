@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""The full build test (README, "Full build test"): the whole pipeline for real, then the exported image on its own.
+
+    sudo .venv/bin/python tests/e2e/full_build.py            # from the project folder of a clean checkout
+
+1. makes an SSH key pair for the appliance's administrator (builds/e2e/id_ed25519);
+2. starts libvirtd in a network namespace of its own with a masqueraded way out (tests/e2e/libvirt_host.py),
+   so every VM network stays there and guests reach only the package registries through the NAT;
+3. runs `invoke -f builds/e2e/e2e.yaml all` in that namespace (mirror base image, packer, vagrant up with
+   Ansible, export to qcow2); builds/e2e/e2e.yaml is config/e2e-libvirt.yaml plus this machine's part: the key
+   as export.ssh_public_key, and the CA certificates this host trusts beyond Debian's (a TLS-intercepting
+   proxy's, /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates;
+4. boots two copies of the exported qcow2 as fresh VMs (copy-on-write overlays) and, on each, runs
+   `invoke verify --host hubadmin@ADDRESS --identity KEY`, then checks clone safety: their SSH host keys,
+   machine-id and hub cookie secret differ; the build login and password logins are gone;
+5. writes a table of step durations and artifact sizes to builds/logs/full-build-<time>.md and prints it;
+6. tears everything down (VMs, daemons by PID, nft table, veth, namespace), after a failure too.
+
+Too slow for CI (about an hour here in QEMU software emulation); needs root, libvirt's daemons, QEMU, packer,
+vagrant with vagrant-libvirt, mmdebstrap, iproute2, nft. Exit status 0 only when every step passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.e2e.libvirt_host import LibvirtNamespace
+
+PROJECT = Path(__file__).resolve().parents[2]
+PROFILE = "config/e2e-libvirt.yaml"
+INVOKE = str(Path(sys.executable).parent / "invoke")
+VIRSH = ["virsh", "-c", "qemu:///system"]
+NETWORK = "hvb-e2e"  # libvirt network of the fresh VMs, inside the namespace
+NETWORK_XML = f"""<network><name>{NETWORK}</name><forward mode='nat'/>
+<bridge name='hvbe2e0' stp='on' delay='0'/>
+<ip address='192.168.150.1' netmask='255.255.255.0'><dhcp><range start='192.168.150.10' end='192.168.150.99'/>
+</dhcp></ip></network>"""
+ADMIN = "hubadmin"  # export.ssh_user of the profile
+BUILD_USER = "vagrant"
+VAGRANT_GEMS = Path("/usr/share/rubygems-integration/all/gems")  # Debian's vagrant package
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+COOKIE_SECRET = "/var/lib/jupyterhub/jupyterhub_cookie_secret"  # hub.flavour pypi
+BOOT_WAIT = 900  # seconds for a fresh copy to answer SSH (TCG, first boot makes keys)
+
+
+@dataclass
+class Record:
+    """What the table reports: each step's status and duration, each artifact's size."""
+
+    steps: list[tuple[str, str, float, str]] = field(default_factory=list)
+    sizes: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def step(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        self.steps.append((name, status, seconds, detail))
+        print(f"<== {name}: {status} in {minutes(seconds)} {detail}".rstrip(), flush=True)
+
+    def table(self) -> str:
+        lines = [f"# Full build test, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", "",
+                 f"Machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, "
+                 f"{memory_gib()} GiB; QEMU in software emulation (TCG)", "",
+                 "| step | status | duration | detail |", "| --- | --- | --- | --- |"]
+        lines += [f"| {n} | {s} | {minutes(t)} | {d} |" for n, s, t, d in self.steps]
+        total = sum(t for _, _, t, _ in self.steps)
+        lines += [f"| total | | {minutes(total)} | |", "", "| artifact | size |", "| --- | --- |"]
+        lines += [f"| {name} | {human(n)} |" for name, n in self.sizes]
+        if self.notes:
+            lines += ["", *(f"- {note}" for note in self.notes)]
+        return "\n".join(lines) + "\n"
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s" if seconds >= 60 else f"{seconds:.1f}s"
+
+
+def human(n_bytes: int) -> str:
+    return f"{n_bytes / 1024**2:.0f} MiB" if n_bytes < 1024**3 else f"{n_bytes / 1024**3:.2f} GiB"
+
+
+def memory_gib() -> int:
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return round(pages / 1024**3)
+
+
+class StepFailed(Exception):
+    pass
+
+
+def stream(ns: LibvirtNamespace, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Run in the namespace, its output to the terminal and to `log`; the exit status."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"$ {shlex.join(argv)}", flush=True)
+    with log.open("ab") as out:
+        process = ns.popen(argv, workdir=PROJECT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            out.write(line)
+        return process.wait()
+
+
+def ssh_argv(key: Path, user: str, address: str, known_hosts: Path, command: str) -> list[str]:
+    return ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
+            f"{user}@{address}", command]
+
+
+@dataclass
+class Copy:
+    """One fresh VM booted from the exported qcow2 through a copy-on-write overlay."""
+
+    name: str
+    overlay: Path
+    address: str = ""
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def domain_xml(copy: Copy) -> str:
+    return f"""<domain type='qemu'><name>{copy.name}</name><memory unit='MiB'>2048</memory><vcpu>2</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><features><acpi/><apic/></features>
+<cpu mode='host-model'/>
+<devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{copy.overlay}'/>
+<target dev='vda' bus='virtio'/></disk>
+<interface type='network'><source network='{NETWORK}'/><model type='virtio'/></interface>
+<serial type='file'><source path='{copy.overlay.with_suffix(".console.log")}'/></serial><console type='file'>
+<source path='{copy.overlay.with_suffix(".console.log")}'/></console>
+</devices></domain>"""
+
+
+def wait_for_address(ns: LibvirtNamespace, copy: Copy, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        out = ns.run([*VIRSH, "domifaddr", copy.name, "--source", "lease"], check=False).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[2] == "ipv4":
+                return parts[3].split("/")[0]
+        time.sleep(3)
+    raise StepFailed(f"{copy.name} got no DHCP lease within {BOOT_WAIT} s")
+
+
+def wait_for_ssh(ns: LibvirtNamespace, argv: list[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if ns.run(argv, check=False).returncode == 0:
+            return
+        time.sleep(5)
+    raise StepFailed(f"no SSH login ({shlex.join(argv)}) within {BOOT_WAIT} s")
+
+
+def guest_facts(ns: LibvirtNamespace, ssh: list[str]) -> dict[str, str]:
+    """What must differ between copies, and what must be gone from each."""
+    script = ("echo host_key=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2); "
+              "echo machine_id=$(cat /etc/machine-id); "
+              f"echo cookie_secret=$(sudo sha256sum {COOKIE_SECRET} | cut -d' ' -f1); "
+              f"echo build_user=$(getent passwd {BUILD_USER} >/dev/null && echo present || echo absent); "
+              "echo password_auth=$(sudo sshd -T | awk '$1==\"passwordauthentication\"{print $2}')")
+    out = ns.run([*ssh[:-1], script], check=False)
+    if out.returncode != 0:
+        raise StepFailed(f"reading the clone facts failed: {out.stderr.strip()}")
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def run(args: argparse.Namespace, record: Record) -> None:
+    work = PROJECT / "builds" / "e2e"
+    logs = PROJECT / "builds" / "logs"
+    stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "id_ed25519"
+    for path in (key, key.with_suffix(".pub")):
+        path.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hubvm-e2e", "-f", str(key)], check=True)
+    profile = work / "e2e.yaml"
+    profile.write_text(profile_text(key.with_suffix(".pub")))
+    state = work / "libvirt"
+    shutil.rmtree(state, ignore_errors=True)
+
+    started = time.monotonic()
+    with LibvirtNamespace(state_dir=state) as ns:
+        record.step("namespace + libvirtd", "ran", time.monotonic() - started,
+                    f"{ns.name}, {ns.subnet}, libvirtd PID {ns.pid}")
+        # libguestfs (virt-sysprep and virt-sparsify in `vagrant package`) would use KVM, which hangs here
+        env = {"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+        if args.fresh:
+            t = time.monotonic()
+            status = stream(ns, [INVOKE, "-f", str(profile), "clean", "--all"], logs / f"e2e-{stamp}-clean.log", env)
+            record.step("invoke clean --all", "ran" if status == 0 else "failed", time.monotonic() - t)
+            if status:
+                raise StepFailed("invoke clean --all failed")
+
+        if args.reuse_export:
+            record.step("invoke all (pack, up, export)", "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
+        else:
+            t = time.monotonic()
+            status = stream(ns, [INVOKE, "-f", str(profile), "all"], logs / f"e2e-{stamp}-all.log", env)
+            record.step("invoke all (pack, up, export)", "ran" if status == 0 else "failed", time.monotonic() - t,
+                        f"log builds/logs/e2e-{stamp}-all.log")
+            if status:
+                record_sizes(record)
+                raise StepFailed(f"invoke all exited {status}")
+        record_sizes(record)
+
+        exported = PROJECT / "builds" / "vm" / f"{vm_name()}.qcow2"
+        if not exported.is_file():
+            raise StepFailed(f"invoke all wrote no {exported}")
+        ns.run([*VIRSH, "net-create", "/dev/stdin"], input=NETWORK_XML)
+        copies = [Copy(f"hvb-e2e-copy{i}", state / "lib" / "images" / f"copy{i}.qcow2") for i in (1, 2)]
+        for copy in copies:
+            t = time.monotonic()
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(exported), "-F", "qcow2",
+                            str(copy.overlay)], check=True)
+            # The file is seen at /var/lib/libvirt/images inside the namespace
+            inside = Copy(copy.name, Path("/var/lib/libvirt/images") / copy.overlay.name)
+            ns.run([*VIRSH, "create", "/dev/stdin"], input=domain_xml(inside))
+            deadline = time.monotonic() + BOOT_WAIT
+            copy.address = wait_for_address(ns, copy, deadline)
+            known = work / f"known_hosts_{copy.name}"
+            known.unlink(missing_ok=True)
+            ssh = ssh_argv(key, ADMIN, copy.address, known, "true")
+            wait_for_ssh(ns, ssh, deadline)
+            record.step(f"boot {copy.name}", "ran", time.monotonic() - t, f"{copy.address}, SSH as {ADMIN}")
+
+            t = time.monotonic()
+            status = stream(ns, [INVOKE, "-f", str(profile), "verify", "--host", f"{ADMIN}@{copy.address}",
+                                 "--identity", str(key)], logs / f"e2e-{stamp}-verify-{copy.name}.log", env)
+            record.step(f"invoke verify ({copy.name})", "passed" if status == 0 else "failed",
+                        time.monotonic() - t)
+            if status:
+                raise StepFailed(f"invoke verify failed on {copy.name}")
+            copy.facts = guest_facts(ns, ssh)
+
+        t = time.monotonic()
+        problems = clone_problems(copies)
+        problems += insecure_key_problems(ns, copies[0].address, work)
+        record.step("clone safety", "failed" if problems else "passed", time.monotonic() - t,
+                    "; ".join(problems) or "host keys, machine-id, cookie secret differ; no build login, "
+                    "no password or insecure-key login")
+        if problems:
+            raise StepFailed("; ".join(problems))
+
+
+def profile_text(public_key: Path) -> str:
+    """The test's profile: the shipped one plus this machine's key and CA certificates."""
+    import yaml
+
+    data = yaml.safe_load((PROJECT / PROFILE).read_text())
+    data.setdefault("export", {})["ssh_public_key"] = str(public_key)
+    data.setdefault("guest", {})["ca_certificates"] = [str(p) for p in sorted(HOST_CA_DIR.glob("*.crt"))]
+    header = f"# Generated by tests/e2e/full_build.py from {PROFILE}; rewritten at each run.\n"
+    return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def clone_problems(copies: list[Copy]) -> list[str]:
+    first, second = (c.facts for c in copies)
+    problems = []
+    for fact in ("host_key", "machine_id", "cookie_secret"):
+        if not first.get(fact) or not second.get(fact):
+            problems.append(f"{fact} unreadable ({first.get(fact)!r}, {second.get(fact)!r})")
+        elif first[fact] == second[fact]:
+            problems.append(f"both copies have the same {fact}")
+    for copy in copies:
+        if copy.facts.get("build_user") != "absent":
+            problems.append(f"{copy.name}: the build login {BUILD_USER} is still there")
+        if copy.facts.get("password_auth") != "no":
+            problems.append(f"{copy.name}: sshd allows password logins")
+    return problems
+
+
+def insecure_key_problems(ns: LibvirtNamespace, address: str, work: Path) -> list[str]:
+    key = next(VAGRANT_GEMS.glob("vagrant-*/keys/vagrant"), None)
+    if key is None:
+        return []
+    copied = work / "vagrant_insecure_key"
+    shutil.copyfile(key, copied)
+    copied.chmod(0o600)
+    argv = ssh_argv(copied, BUILD_USER, address, work / "known_hosts_insecure", "true")
+    if ns.run(argv, check=False).returncode == 0:
+        return [f"Vagrant's insecure key logs in as {BUILD_USER}"]
+    return []
+
+
+def vm_name() -> str:
+    import yaml
+
+    return yaml.safe_load((PROJECT / PROFILE).read_text())["vm"]["name"]
+
+
+def record_sizes(record: Record) -> None:
+    builds = PROJECT / "builds"
+    name = vm_name()
+    candidates = [("base disk (mirror, qcow2)", builds / "base" / "disk.qcow2"),
+                  *((f"box {p.name}", p) for p in sorted((builds / "boxes").glob(f"{name}-*.box"))),
+                  ("exported box", builds / "vm" / f"{name}.box"),
+                  ("exported qcow2", builds / "vm" / f"{name}.qcow2")]
+    record.sizes = [(label, path.stat().st_size) for label, path in candidates if path.is_file()]
+    qcow2 = builds / "vm" / f"{name}.qcow2"
+    if qcow2.is_file():
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(qcow2)], capture_output=True,
+                                         text=True, check=True).stdout)
+        record.sizes.append(("exported qcow2, virtual size", info["virtual-size"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fresh", action="store_true", help="run `invoke clean --all` first (rebuild everything)")
+    parser.add_argument("--reuse-export", action="store_true",
+                        help="skip `invoke all`: boot, verify and compare copies of the qcow2 already in builds/vm/")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("full_build.py needs root (network namespace, nft, libvirtd)", file=sys.stderr)
+        return 2
+    record = Record()
+    failure = ""
+    try:
+        run(args, record)
+    except (StepFailed, RuntimeError, subprocess.CalledProcessError) as error:
+        failure = str(error)
+        record.notes.append(f"FAILED: {failure}")
+    except KeyboardInterrupt:
+        failure = "interrupted"
+        record.notes.append("INTERRUPTED")
+    logs = PROJECT / "builds" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    report = logs / f"full-build-{datetime.datetime.now():%Y%m%d-%H%M%S}.md"
+    report.write_text(record.table())
+    print("\n" + record.table())
+    print(f"written to {report.relative_to(PROJECT)}")
+    if failure:
+        print(f"full build test FAILED: {failure}", file=sys.stderr)
+        return 1
+    print("full build test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
