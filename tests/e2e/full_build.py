@@ -139,8 +139,7 @@ def domain_xml(copy: Copy) -> str:
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{copy.overlay}'/>
 <target dev='vda' bus='virtio'/></disk>
 <interface type='network'><source network='{NETWORK}'/><model type='virtio'/></interface>
-<serial type='file'><source path='{copy.overlay.with_suffix(".console.log")}'/></serial><console type='file'>
-<source path='{copy.overlay.with_suffix(".console.log")}'/></console>
+<serial type='file'><source path='{copy.overlay.with_suffix(".console.log")}'/><target port='0'/></serial>
 </devices></domain>"""
 
 

@@ -1,0 +1,62 @@
+"""The pure parts of the full build test (tests/e2e/full_build.py, libvirt_host.py); the test itself is too slow
+for CI and runs by hand."""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from tests.e2e import full_build, libvirt_host
+
+
+def facts(host_key: str, machine_id: str, cookie: str, **extra: str) -> dict[str, str]:
+    return {"host_key": host_key, "machine_id": machine_id, "cookie_secret": cookie, "build_user": "absent",
+            "password_auth": "no", **extra}
+
+
+def copies(first: dict[str, str], second: dict[str, str]) -> list[full_build.Copy]:
+    return [full_build.Copy("a", Path("a.qcow2"), facts=first), full_build.Copy("b", Path("b.qcow2"), facts=second)]
+
+
+def test_distinct_copies_pass() -> None:
+    assert full_build.clone_problems(copies(facts("k1", "m1", "c1"), facts("k2", "m2", "c2"))) == []
+
+
+def test_shared_secrets_and_leftover_logins_are_named() -> None:
+    problems = full_build.clone_problems(copies(facts("k", "m1", "c"), facts("k", "m2", "c", build_user="present",
+                                                                            password_auth="yes")))
+    assert "both copies have the same host_key" in problems
+    assert "both copies have the same cookie_secret" in problems
+    assert not any("machine_id" in p for p in problems)
+    assert "b: the build login vagrant is still there" in problems
+    assert "b: sshd allows password logins" in problems
+
+
+def test_an_unreadable_fact_fails_rather_than_passes() -> None:
+    problems = full_build.clone_problems(copies(facts("k1", "m1", ""), facts("k2", "m2", "")))
+    assert problems == ["cookie_secret unreadable ('', '')"]
+
+
+def test_profile_adds_the_key_and_the_host_cas_to_the_shipped_profile(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "proxy.crt").write_text("PEM")
+    monkeypatch.setattr(full_build, "HOST_CA_DIR", tmp_path)
+    data = yaml.safe_load(full_build.profile_text(Path("/k/id.pub")))
+    assert data["export"] == {"formats": ["qcow2"], "ssh_public_key": "/k/id.pub"}
+    assert data["guest"]["ca_certificates"] == [str(tmp_path / "proxy.crt")]
+    assert (data["vm"]["provider"], data["image"]["source"], data["hub"]["flavour"]) == ("libvirt", "mirror", "pypi")
+
+
+def test_domain_xml_is_a_qemu_domain_on_the_test_network() -> None:
+    root = ET.fromstring(full_build.domain_xml(full_build.Copy("copy1", Path("/var/lib/libvirt/images/c1.qcow2"))))
+    assert root.get("type") == "qemu"
+    assert root.find("devices/disk/source").get("file") == "/var/lib/libvirt/images/c1.qcow2"
+    assert root.find("devices/interface/source").get("network") == full_build.NETWORK
+
+
+def test_free_subnet_skips_networks_in_use(monkeypatch) -> None:
+    used = [ipaddress.ip_network("10.213.0.0/29")]
+    monkeypatch.setattr(libvirt_host, "used_networks", lambda: used)
+    assert libvirt_host.free_subnet() == ipaddress.ip_network("10.213.0.8/30")
