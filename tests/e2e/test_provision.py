@@ -27,7 +27,7 @@ import yaml
 from tests.conftest import INVOKE, PROJECT_PARTS, REPO
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
-from tests.e2e.hubclient import HubClient
+from tests.e2e.hubclient import HubClient, HubError
 
 pytestmark = pytest.mark.e2e
 
@@ -282,11 +282,13 @@ def _instance_identity(host: NspawnHost, timeout: float = 60) -> dict[str, str]:
 
 
 def _wait_for_hub(hub: HubClient, timeout: float = 60) -> str:
+    """The hub's version once it answers: after a boot the proxy listens first and says 404 until the hub has
+    registered its route."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return hub.version()
-        except OSError:
+        except (OSError, HubError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
