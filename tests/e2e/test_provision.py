@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import INVOKE, PROJECT_PARTS, REPO
+from tests.conftest import INVOKE, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
 from tests.e2e.hubclient import HubClient, HubError
@@ -102,17 +101,6 @@ def _keygen(path: Path) -> Path:
     return path
 
 
-def _copy_project(root: Path) -> Path:
-    for part in PROJECT_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            (root / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / part)
-    return root
-
-
 @pytest.fixture(scope="module")
 def site(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, stages: StageClock) -> Iterator[Site]:
     remove_stale_namespaces()
@@ -120,7 +108,7 @@ def site(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, st
     key, admin_key = _keygen(workdir / "root_key"), _keygen(workdir / "admin_key")
     home = workdir / "home"
     home.mkdir()
-    project = _copy_project(workdir / "project")
+    project = copy_project(workdir / "project")
     settings = workdir / "settings.yaml"
     settings.write_text(
         yaml.safe_dump(
