@@ -181,9 +181,11 @@ def run(args: argparse.Namespace, record: Record) -> None:
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
     work.mkdir(parents=True, exist_ok=True)
     key = work / "id_ed25519"
-    for path in (key, key.with_suffix(".pub")):
-        path.unlink(missing_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hubvm-e2e", "-f", str(key)], check=True)
+    if not (args.reuse_export and key.is_file()):  # the reused export authorises the key it was made with
+        for path in (key, key.with_suffix(".pub")):
+            path.unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hubvm-e2e", "-f", str(key)],
+                       check=True)
     profile = work / "e2e.yaml"
     profile.write_text(profile_text(key.with_suffix(".pub")))
     state = work / "libvirt"
