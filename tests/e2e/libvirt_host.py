@@ -152,8 +152,9 @@ class LibvirtNamespace:
         sh([*netns, "link", "set", "lo", "up"])
         sh([*netns, "route", "add", "default", "via", self.host_addr])
         sh(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])  # left on: other namespaces may rely on it
-        rules = (f"table ip {self.name} {{ chain postrouting {{ type nat hook postrouting priority srcnat; "
-                 f'policy accept; ip saddr {self.subnet} oifname "{out}" masquerade; }} }}')
+        rules = (f"table ip {self.name} {{\n chain postrouting {{\n"
+                 "  type nat hook postrouting priority srcnat; policy accept;\n"
+                 f'  ip saddr {self.subnet} oifname "{out}" masquerade\n }}\n}}\n')
         sh(["nft", "-f", "-"], input=rules)
         self._undo.append(["nft", "delete", "table", "ip", self.name])
 
