@@ -54,6 +54,7 @@ BUILD_USER = "vagrant"
 VAGRANT_GEMS = Path("/usr/share/rubygems-integration/all/gems")  # Debian's vagrant package
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 COOKIE_SECRET = "/var/lib/jupyterhub/jupyterhub_cookie_secret"  # hub.flavour pypi
+HUB_PROBE = "python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:80/hub/api', timeout=5)\""
 BOOT_WAIT = 900  # seconds for a fresh copy to answer SSH (TCG, first boot makes keys)
 
 
@@ -234,7 +235,11 @@ def run(args: argparse.Namespace, record: Record) -> None:
             known.unlink(missing_ok=True)
             ssh = ssh_argv(key, ADMIN, copy.address, known, "true")
             wait_for_ssh(ns, ssh, deadline)
-            record.step(f"boot {copy.name}", "ran", time.monotonic() - t, f"{copy.address}, SSH as {ADMIN}")
+            ssh_seconds = time.monotonic() - t
+            # The hub starts after sshd (first boot: new secrets and database); verify checks it at once
+            wait_for_ssh(ns, [*ssh[:-1], HUB_PROBE], deadline)
+            record.step(f"boot {copy.name}", "ran", time.monotonic() - t,
+                        f"{copy.address}; SSH as {ADMIN} after {minutes(ssh_seconds)}, then the hub API")
 
             t = time.monotonic()
             status = stream(ns, [INVOKE, "-f", str(profile), "verify", "--host", f"{ADMIN}@{copy.address}",
