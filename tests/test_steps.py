@@ -286,7 +286,7 @@ def run_export(project: Path, bin_dir: Path, **overrides: object) -> tuple[MockC
             folder, tar = command[3:].split(" && ", 1)
             with tarfile.open(Path(folder) / tar.split()[2]) as box:
                 box.extractall(Path(folder) / tar.split()[4], filter="data")
-        elif " convert -O qcow2 " in command:
+        elif " convert -c -O qcow2 " in command:
             folder, convert = command[3:].split(" && ", 1)
             (Path(folder) / convert.split()[-1]).write_bytes(b"qcow2")
 
@@ -304,7 +304,7 @@ def test_export_lays_out_ovf_ova_qcow2_checksums_and_manifest(project: Path, bin
         f"cd {vagrant_dir} && vagrant provision --provision-with cleanup",
         f"cd {vagrant_dir} && vagrant package --output {project}/builds/vm.partial/jupyterhub-vm.box",
         f"cd {project} && tar -xzf builds/vm.partial/jupyterhub-vm.box -C builds/vm.partial/box",
-        f"cd {project} && qemu-img convert -O qcow2 builds/vm.partial/box/box-disk001.vmdk "
+        f"cd {project} && qemu-img convert -c -O qcow2 builds/vm.partial/box/box-disk001.vmdk "
         "builds/vm.partial/jupyterhub-vm.qcow2",
         f"cd {vagrant_dir} && vagrant destroy -f",
     ]
@@ -339,7 +339,7 @@ def test_export_is_skipped_when_box_and_configuration_are_unchanged(project: Pat
 
 def test_libvirt_export_converts_the_box_image(project: Path, bin_dir: Path) -> None:
     c, _ = run_export(project, bin_dir, **{"vm.provider": "libvirt", "export.formats": ["qcow2"]})
-    assert f"cd {project} && qemu-img convert -O qcow2 builds/vm.partial/box/box.img " \
+    assert f"cd {project} && qemu-img convert -c -O qcow2 builds/vm.partial/box/box.img " \
            "builds/vm.partial/jupyterhub-vm.qcow2" in commands(c, bin_dir)
 
 
