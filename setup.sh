@@ -23,7 +23,7 @@ available() { [ -n "$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ && $
 
 packages=(python3 python3-venv python3-pip git openssh-client qemu-utils vagrant)
 # libvirt/QEMU: the cloud profile's provider, and the only one Debian 12 ships
-packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 vagrant-libvirt mmdebstrap)
+packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 vagrant-libvirt mmdebstrap libguestfs-tools)
 if $tests; then
   # validators, and test hosts: Debian root filesystems booted with systemd-nspawn in network namespaces
   packages+=(debconf-utils systemd-container nftables iproute2)

@@ -100,7 +100,11 @@ def vagrant_env(s: Settings) -> dict[str, str]:
     path = os.environ.get("PATH", "")
     if playbook:
         path = os.pathsep.join([str(Path(playbook).parent), path])
-    return {"PATH": path, "ANSIBLE_CONFIG": str(s.project_dir / "ansible" / "ansible.cfg")}
+    env = {"PATH": path, "ANSIBLE_CONFIG": str(s.project_dir / "ansible" / "ansible.cfg")}
+    if s.vm.accelerator == "tcg":
+        # vagrant-libvirt's package runs virt-sysprep/virt-sparsify, whose appliance would otherwise try KVM
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -161,7 +161,17 @@ def probe(run: Runner, s: Settings, keys: Iterable[str] | None = None) -> list[F
             findings.append(assess_vagrant_libvirt(run(f"{vagrant} plugin list").stdout or ""))
         if virsh is not None:
             findings.append(assess_libvirtd(run(f"{virsh} -c {LIBVIRT_URI} uri")))
+        findings += [assess_guestfs(name, locate(name)) for name in GUESTFS_COMMANDS]
     return findings
+
+
+# vagrant-libvirt's `vagrant package` runs these by name (and fails without them)
+GUESTFS_COMMANDS = ("virt-sysprep", "virt-sparsify")
+
+
+def assess_guestfs(name: str, path: str | None) -> Finding:
+    fix = "" if path else "install it: sudo apt-get install libguestfs-tools (vagrant-libvirt's package needs it)"
+    return Finding(name, path, None, "-", path is not None, fix)
 
 
 LIBVIRT_URI = "qemu:///system"

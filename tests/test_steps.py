@@ -31,10 +31,11 @@ VERSIONS = {
 
 
 @pytest.fixture
-def bin_dir(tmp_path: Path) -> Path:
+def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "bin"
     path.mkdir()
-    for name in VERSIONS:
+    monkeypatch.setenv("PATH", str(path))  # tools found by name (virt-sysprep) come from here only
+    for name in [*VERSIONS, "virt-sysprep", "virt-sparsify"]:
         tool = path / name
         tool.write_text("#!/bin/sh\nexit 99\n")  # never run: MockContext answers instead
         tool.chmod(0o755)

@@ -84,3 +84,10 @@ def test_locate_finds_a_path_or_a_name_on_path(tmp_path: Path) -> None:
     assert tools.locate(str(tool)) == str(tool)
     assert tools.locate("packer", search_path=str(tmp_path)) == str(tool)
     assert tools.locate(str(tmp_path / "nothing")) is None
+
+
+def test_libvirt_packaging_needs_libguestfs_tools() -> None:
+    assert tools.assess_guestfs("virt-sysprep", "/usr/bin/virt-sysprep").ok
+    missing = tools.assess_guestfs("virt-sysprep", None)
+    assert not missing.ok
+    assert "sudo apt-get install libguestfs-tools" in missing.fix
