@@ -161,3 +161,32 @@ def test_clean_refuses_while_a_vm_exists(invoke, project: Path) -> None:
     assert result.returncode == 1
     assert "destroy it first" in result.stderr
     assert (machine / "id").is_file()
+
+
+def test_all_with_nothing_changed_skips_every_step(invoke, project: Path) -> None:
+    """What a second `invoke all` finds after a complete first one: the box and builds/vm/ of the same inputs."""
+    from hubvm import settings, stamps, steps
+    from hubvm.layout import Layout
+
+    s = settings.parse(settings.defaults(project), project)
+    layout = Layout.of(s)
+    layout.boxes_dir.mkdir(parents=True)
+    layout.box_file.write_bytes(b"box")
+    stamps.write(layout.box_stamp, stamps.box_digest(s))
+    for artifact in steps.artifact_paths(s, layout):
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        artifact.mkdir() if artifact.name == "ovf" else artifact.write_bytes(b"x")
+    stamps.write(layout.export_stamp, stamps.export_digest(s, stamps.box_digest(s)))
+    before = tree_digest(project / "builds")
+
+    result = invoke("all")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[-4:]}
+    assert rows == {"pack": "skipped", "up": "skipped", "verify": "skipped", "export": "skipped"}
+    assert tree_digest(project / "builds") == before
+
+    # a changed package list leaves the box alone but not the appliance: the real run would go on to `up`
+    dry = invoke("--dry", "all", env={"INVOKE_PACKAGES_PYTHON": "[scipy]"})
+    assert dry.returncode == 0, dry.stderr
+    assert "pack: builds/boxes/jupyterhub-vm-debian12-virtualbox.box is up to date" in dry.stdout
+    assert " up --provider=virtualbox" in dry.stdout
