@@ -208,7 +208,12 @@ def up(c: Context, s: Settings, provision: bool = False) -> StepResult:
         boxes = sh.probe(f"{vagrant} box list --machine-readable").stdout or ""
         if f",box-name,{box_name}" not in boxes:
             sh.run(f"{vagrant} box add --force --name {box_name} {q(rel(layout.box_file, s))}", cwd=s.project_dir)
-        command = f"{vagrant} up --provider={s.vm.provider}" + (" --provision" if provision else "")
+        if provision and vm_state(sh, s) == "running":
+            # not `vagrant up --provision`: vagrant-libvirt >= 0.8.1 runs the playbook twice on a running VM
+            # (vagrant-libvirt issue 1710)
+            command = f"{vagrant} provision --provision-with ansible"
+        else:
+            command = f"{vagrant} up --provider={s.vm.provider}" + (" --provision" if provision else "")
         sh.run(command, cwd=layout.vagrant_dir, env=vagrant_env(s))
         return StepResult("up", "dry run" if sh.dry else "ran", log.elapsed(), f"box {box_name}")
 

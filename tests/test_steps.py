@@ -224,6 +224,13 @@ def test_up_skips_box_add_when_vagrant_has_the_box_and_reprovisions_on_request(p
     steps.up(c, s, provision=True)
     assert commands(c, bin_dir) == [f"cd {layout.vagrant_dir} && vagrant up --provider=virtualbox --provision"]
 
+    # a running VM is provisioned with `vagrant provision` (vagrant-libvirt runs `up --provision` twice)
+    running = Result(stdout="1700000000,jupyterhub-vm,state,running\n")
+    c = context(bin_dir, answers={re.compile(r".*box list --machine-readable$"): listed,
+                                  re.compile(r".*status --machine-readable$"): running})
+    steps.up(c, s, provision=True)
+    assert commands(c, bin_dir) == [f"cd {layout.vagrant_dir} && vagrant provision --provision-with ansible"]
+
 
 def test_up_without_a_box_says_to_pack(project: Path, bin_dir: Path) -> None:
     s = make_settings(project, bin_dir)
