@@ -60,3 +60,22 @@ def test_free_subnet_skips_networks_in_use(monkeypatch) -> None:
     used = [ipaddress.ip_network("10.213.0.0/29")]
     monkeypatch.setattr(libvirt_host, "used_networks", lambda: used)
     assert libvirt_host.free_subnet() == ipaddress.ip_network("10.213.0.8/30")
+
+
+def test_step_statuses_reads_the_last_table_invoke_all_printed() -> None:
+    output = """==> pack: 2026-11-25 19:05:10
+step    status   duration  detail
+------  -------  --------  ------
+pack    ran      2m07s     builds/boxes/x.box (273 MiB)
+up      ran      32m50s    box hubvm/x
+pack: builds/boxes/x.box is up to date (inputs unchanged; --force rebuilds it)
+up and export: builds/vm/ is up to date (box and configuration unchanged)
+step    status   duration  detail
+------  -------  --------  -----------
+pack    skipped  0.0s      up to date
+up      skipped  0.0s      up to date
+verify  skipped  0.0s      up to date
+export  skipped  0.0s      up to date
+"""
+    assert full_build.step_statuses(output) == {"pack": "skipped", "up": "skipped", "verify": "skipped",
+                                                "export": "skipped"}

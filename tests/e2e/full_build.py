@@ -116,6 +116,18 @@ def stream(ns: LibvirtNamespace, argv: Sequence[str], log: Path, env: dict[str, 
         return process.wait()
 
 
+def step_statuses(output: str) -> dict[str, str]:
+    """The step table `invoke all` ends with: {"pack": "skipped", "up": "ran", ...} (the last table printed)."""
+    statuses: dict[str, str] = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if fields[:2] == ["step", "status"]:
+            statuses = {}
+        elif len(fields) >= 2 and fields[0] in ("pack", "up", "verify", "export"):
+            statuses[fields[0]] = fields[1]
+    return statuses
+
+
 def ssh_argv(key: Path, user: str, address: str, known_hosts: Path, command: str) -> list[str]:
     return ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
             "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
@@ -215,6 +227,17 @@ def run(args: argparse.Namespace, record: Record) -> None:
             if status:
                 record_sizes(record)
                 raise StepFailed(f"invoke all exited {status}")
+            # nothing changed: a second `invoke all` must skip every step
+            t = time.monotonic()
+            again = logs / f"e2e-{stamp}-all-again.log"
+            status = stream(ns, [INVOKE, "-f", str(profile), "all"], again, env)
+            statuses = step_statuses(again.read_text())
+            skipped = status == 0 and set(statuses) == {"pack", "up", "verify", "export"} \
+                and set(statuses.values()) == {"skipped"}
+            record.step("invoke all, again (nothing changed)", "skipped every step" if skipped else "failed",
+                        time.monotonic() - t, ", ".join(f"{k} {v}" for k, v in statuses.items()))
+            if not skipped:
+                raise StepFailed(f"the second invoke all did not skip every step: {statuses or status}")
         record_sizes(record)
 
         exported = PROJECT / "builds" / "vm" / f"{vm_name()}.qcow2"
