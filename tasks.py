@@ -172,6 +172,8 @@ def all_(c, ip=None, data=None, force=False):
                                                 for n in ("up", "verify", "export")]
         print(steps_table(results))
         return
+    # every tool of the whole run, before the first step: not an hour into the build
+    steps.require_tools(steps.Shell(c), s, tools.needed(s))
     plan += [
         ("up", lambda: steps.up(c, s)),
         ("verify", lambda: remote.run_verify(c, s, layout, None, None, False)),

@@ -190,3 +190,13 @@ def test_all_with_nothing_changed_skips_every_step(invoke, project: Path) -> Non
     assert dry.returncode == 0, dry.stderr
     assert "pack: builds/boxes/jupyterhub-vm-debian12-virtualbox.box is up to date" in dry.stdout
     assert " up --provider=virtualbox" in dry.stdout
+
+
+def test_all_checks_every_tool_before_the_first_step(invoke, project: Path) -> None:
+    (project / "profile.yaml").write_text("tools:\n  vboxmanage: /nonexistent/VBoxManage\n")
+    result = invoke("-f", "profile.yaml", "all")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "VirtualBox: install it from https://www.virtualbox.org/" in line
+    assert "==> pack" not in result.stdout
+    assert sorted(p.name for p in (project / "builds").iterdir()) == ["README.md"]
