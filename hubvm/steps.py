@@ -27,7 +27,7 @@ from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import StepLog, StepResult, step_log, table
 from hubvm.settings import Settings, image_source
-from hubvm.target import Target
+from hubvm.target import Target, ssh_options
 
 
 def is_dry(c: Context) -> bool:
@@ -239,8 +239,6 @@ def provision(c: Context, s: Settings, target: Target | None) -> StepResult:
 
 def ansible_command(s: Settings, layout: Layout, target: Target, tags: Iterable[str] = ()) -> str:
     """ansible-playbook against one SSH target, with the same variables file Vagrant passes."""
-    from hubvm.target import ssh_options
-
     ssh_args = " ".join(ssh_options(layout.known_hosts, s.ssh.connect_timeout))
     parts = [tool(s, "ansible_playbook"), "-i", q(f"{target.host},"), "-u", q(target.user),
              "-e", q(f"ansible_port={target.port}"), "-e", q(f"@{rel(layout.ansible_vars, s)}"),
