@@ -114,8 +114,8 @@ def vagrant_env(s: Settings) -> dict[str, str]:
 def render_files(c: Context, s: Settings) -> list[Path]:
     files = render.plan(s)
     if is_dry(c):
-        for file in files:
-            print(f"[dry run] would write {rel(file.path, s)}")
+        folders = sorted({rel(f.path, s).split("/")[1] for f in files})
+        print(f"[dry run] would render {len(files)} files under builds/ ({', '.join(folders)})")
         return [f.path for f in files]
     return render.write(files)
 
