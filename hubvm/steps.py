@@ -77,6 +77,9 @@ def rel(path: Path, s: Settings) -> str:
 # Tools
 
 
+_DRY_WARNINGS: set[str] = set()
+
+
 def require_tools(sh: Shell, s: Settings, keys: Iterable[str]) -> dict[str, str]:
     """Probe the tools a step needs; a missing or old one stops the step (under --dry: a warning line)."""
     findings = tools.probe(lambda cmd: sh.probe(cmd), s, list(keys))
@@ -85,7 +88,9 @@ def require_tools(sh: Shell, s: Settings, keys: Iterable[str]) -> dict[str, str]
         message = "; ".join(problems) + " (invoke check lists everything)"
         if not sh.dry:
             raise UserError(message)
-        print(f"[dry run] the real run would stop here: {message}")
+        if message not in _DRY_WARNINGS:  # said once per run (one invoke run is one process)
+            _DRY_WARNINGS.add(message)
+            print(f"[dry run] the real run would stop here: {message}")
     return {f.name: str(f.version) for f in findings if f.version is not None}
 
 

@@ -146,8 +146,9 @@ Runner = Callable[[str], Any]  # runs a read-only command, returns an object wit
 
 def probe(run: Runner, s: Settings, keys: Iterable[str] | None = None) -> list[Finding]:
     """Find and judge each needed tool (and the vagrant-libvirt plugin when the provider is libvirt)."""
+    keys = list(keys) if keys is not None else needed(s)
     findings = []
-    for key in keys if keys is not None else needed(s):
+    for key in keys:
         tool = TOOLS[key]
         path = locate(getattr(s.tools, key))
         output = ""
@@ -155,7 +156,7 @@ def probe(run: Runner, s: Settings, keys: Iterable[str] | None = None) -> list[F
             result = run(f"{path} {tool.version_args}")
             output = (result.stdout or "") + (result.stderr or "")
         findings.append(assess(tool, path, output))
-    if s.vm.provider == "libvirt":
+    if s.vm.provider == "libvirt" and "virsh" in keys:  # the provider's own needs, with its tools
         vagrant, virsh = locate(s.tools.vagrant), locate(s.tools.virsh)
         if vagrant is not None:
             findings.append(assess_vagrant_libvirt(run(f"{vagrant} plugin list").stdout or ""))

@@ -371,10 +371,14 @@ def test_destroy_and_clean(project: Path, bin_dir: Path) -> None:
 
 
 def test_missing_tool_stops_a_real_run_and_only_warns_in_a_dry_run(project: Path, bin_dir: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(steps, "_DRY_WARNINGS", set())
     (bin_dir / "packer").unlink()
     s = make_settings(project, bin_dir)
     with pytest.raises(UserError, match="Packer: install it: sudo apt-get install packer"):
         steps.pack(context(bin_dir), s)
     steps.pack(context(bin_dir, dry=True), s)
     assert "the real run would stop here: Packer" in capsys.readouterr().out
+    steps.pack(context(bin_dir, dry=True), s)
+    assert "the real run would stop here" not in capsys.readouterr().out  # once per run
