@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e import full_build, libvirt_host
+from tests.e2e import full_build, hosts, libvirt_host
 
 
 def facts(host_key: str, machine_id: str, cookie: str, **extra: str) -> dict[str, str]:
@@ -56,10 +56,14 @@ def test_domain_xml_is_a_qemu_domain_on_the_test_network() -> None:
     assert root.find("devices/interface/source").get("network") == full_build.NETWORK
 
 
-def test_free_subnet_skips_networks_in_use(monkeypatch) -> None:
-    used = [ipaddress.ip_network("10.213.0.0/29")]
-    monkeypatch.setattr(libvirt_host, "used_networks", lambda: used)
-    assert libvirt_host.free_subnet() == ipaddress.ip_network("10.213.0.8/30")
+def test_the_libvirt_namespace_takes_a_free_30_of_its_own_pool(monkeypatch) -> None:
+    used = [ipaddress.ip_network("10.213.0.0/17")]  # half the pool taken
+    monkeypatch.setattr(hosts, "_used_networks", lambda: used)
+    network = libvirt_host.LibvirtNamespace(Path("/nonexistent")).network
+    assert (network.prefix, network.pool) == ("hvb", ipaddress.ip_network("10.213.0.0/16"))
+    for _ in range(20):
+        subnet = hosts._free_subnet(network.pool)
+        assert subnet.prefixlen == 30 and subnet.subnet_of(network.pool) and not subnet.overlaps(used[0])
 
 
 def test_step_statuses_reads_the_last_table_invoke_all_printed() -> None:

@@ -98,17 +98,17 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
-    """A /30 from ADDRESS_POOL overlapping nothing on the host (call with LOCK_FILE held)."""
+def _free_subnet(pool: ipaddress.IPv4Network = ADDRESS_POOL) -> ipaddress.IPv4Network:
+    """A /30 from the pool overlapping nothing on the host (call with LOCK_FILE held)."""
     used = _used_networks()
-    candidates = list(ADDRESS_POOL.subnets(new_prefix=30))
-    for subnet in random.sample(candidates, 200):
+    candidates = list(pool.subnets(new_prefix=30))
+    for subnet in random.sample(candidates, min(200, len(candidates))):
         if not any(subnet.overlaps(net) for net in used):
             return subnet
-    raise RuntimeError(f"no free /30 found in {ADDRESS_POOL}")
+    raise RuntimeError(f"no free /30 found in {pool}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -128,6 +128,8 @@ class Namespace:
 
     label: str = ""
     name: str = ""
+    prefix: str = PREFIX                                  # of every name made (netns, veth, nft table)
+    pool: ipaddress.IPv4Network = ADDRESS_POOL            # where the /30 comes from
     host_addr: str = ""
     guest_addr: str = ""
     subnet: ipaddress.IPv4Network | None = None
@@ -137,7 +139,7 @@ class Namespace:
     def __post_init__(self) -> None:
         # hvt<pid>-<label><random>: unique per process; the PID lets remove_stale_namespaces find dead runs.
         suffix = f"{random.randrange(16**4):04x}"
-        self.name = self.name or f"{PREFIX}{os.getpid()}-{self.label}{suffix}"
+        self.name = self.name or f"{self.prefix}{os.getpid()}-{self.label}{suffix}"
         self._tag = f"{os.getpid() % 100000}{suffix}"[-9:]  # short id for 15-character interface names
 
     @property
@@ -150,7 +152,7 @@ class Namespace:
 
     @property
     def host_veth(self) -> str:
-        return f"{PREFIX}{self._tag}h"
+        return f"{self.prefix}{self._tag}h"
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -173,10 +175,10 @@ class Namespace:
             LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
             with open(LOCK_FILE, "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two runs must not pick the same /30
-                self.subnet = _free_subnet()
+                self.subnet = _free_subnet(self.pool)
                 hosts = list(self.subnet.hosts())
                 self.host_addr, self.guest_addr = str(hosts[0]), str(hosts[1])
-                guest_veth = f"{PREFIX}{self._tag}g"
+                guest_veth = f"{self.prefix}{self._tag}g"
                 _sh(["ip", "netns", "add", self.name])
                 self._cleanups.append(["ip", "netns", "delete", self.name])
                 _sh(["ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", guest_veth])
@@ -189,7 +191,7 @@ class Namespace:
             self.run(["ip", "link", "set", "eth0", "up"])
             self.run(["ip", "link", "set", "lo", "up"])
             self.run(["ip", "route", "add", "default", "via", self.host_addr])
-            # Left on afterwards: other runs (and the lead's hvb namespaces) may rely on it concurrently.
+            # Left on afterwards: other runs (and other namespaces) may rely on it concurrently.
             _sh(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
             ruleset = (
                 f"table ip {self.nft_table} {{\n"
@@ -220,14 +222,14 @@ class Namespace:
         self.close()
 
 
-def remove_stale_namespaces() -> list[str]:
-    """Delete hvt namespaces, veths and nft tables left by runs whose process is gone; return their names."""
+def remove_stale_namespaces(prefix: str = PREFIX) -> list[str]:
+    """Delete namespaces (with their veths and nft tables) named with `prefix` whose making process is gone."""
     removed = []
     if not NETNS_DIR.is_dir():
         return removed
     for entry in NETNS_DIR.iterdir():
-        match = re.fullmatch(rf"{PREFIX}(\d+)-.*", entry.name)
-        if not match or _pid_alive(int(match.group(1))):
+        match = re.fullmatch(rf"{prefix}(\d+)-.*", entry.name)
+        if not match or pid_alive(int(match.group(1))):
             continue
         for pid in _sh(["ip", "netns", "pids", entry.name], check=False).stdout.split():
             with contextlib.suppress(ProcessLookupError):
