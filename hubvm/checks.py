@@ -185,6 +185,7 @@ def probe_script(s: Settings) -> str:
     parts = [
         "set +e\nexport LC_ALL=C\n",
         'if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi\n',
+        section("starting", _wait_script(s)),
         section("os", "cat /etc/os-release"),
         section("hostname", "hostname"),
         section("timezone", "timedatectl show -p Timezone --value 2>/dev/null || cat /etc/timezone 2>/dev/null"
@@ -206,6 +207,33 @@ def probe_script(s: Settings) -> str:
         parts.append(section("r", "command -v Rscript >/dev/null || { echo Rscript not found; exit 127; }\n"
                                   f"Rscript -e {q(R_LOADS)} " + " ".join(q(n) for n in r)))
     return "".join(parts)
+
+
+def _wait_script(s: Settings) -> str:
+    """Bash that waits (at most ssh.wait seconds) while the machine boots or the hub starts, then prints the
+    seconds it waited: a freshly booted appliance starts its hub a minute or so after sshd (new secrets and
+    database at the first boot), and checking it in that minute would report a hub that is merely starting."""
+    wait = s.ssh.wait
+    if wait <= 0:
+        return "echo 0"     # `timeout 0` would wait forever
+    api = f"python3 -c {shlex.quote(HUB_API_GUEST)} {shlex.quote(hub_url('127.0.0.1', s.hub.port))} {HTTP_TIMEOUT}"
+    return (f"start=$SECONDS; end=$((SECONDS + {wait}))\n"
+            f"timeout {wait} systemctl is-system-running --wait >/dev/null 2>&1\n"
+            f"while [ $SECONDS -lt $end ]; do\n"
+            f"  case $(systemctl is-active {HUB_SERVICE}) in\n"
+            f"    activating|reloading) ;;\n"
+            f"    active) {api} | grep -q '\"status\": 200' && break ;;\n"
+            f"    *) break ;;\n"
+            f"  esac\n"
+            f"  sleep 2\n"
+            f"done\n"
+            f"echo $((SECONDS - start))")
+
+
+def waited_seconds(sec: Section | None) -> int:
+    """How long the probe script waited for the boot or the hub (0 when it did not, or did not say)."""
+    last = sec.last_line() if sec else ""
+    return int(last) if last.isdigit() else 0
 
 
 @dataclass(frozen=True)

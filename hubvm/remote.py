@@ -47,6 +47,7 @@ from hubvm.checks import (
     probe_script,
     shared_data_entries,
     summary,
+    waited_seconds,
 )
 from hubvm.errors import UserError
 from hubvm.layout import Layout
@@ -368,6 +369,9 @@ def run_verify(c: Any, s: Settings, layout: Layout, host: str | None, identity: 
     finally:
         conn.close()
     sections = parse_sections(result.stdout)
+    waited = waited_seconds(sections.get("starting"))
+    if waited:
+        _say(f"verify: {endpoint.target} was still starting (boot or hub); waited {duration(waited)} before checking")
     checks = evaluate(s, sections, ask_hub(endpoint.hub_url), endpoint.hub_url, shared_data_entries(s))
     seconds = time.monotonic() - started
     if as_json:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import paramiko
@@ -248,7 +250,7 @@ def test_probe_script_is_valid_bash_and_names_every_section() -> None:
     script = checks.probe_script(s)
     subprocess.run(["bash", "-n", "-c", script], check=True)
     for name in ("os", "hostname", "timezone", "disk", "service", "api", "admins", "kernels", "shared_data",
-                 "python", "r"):
+                 "python", "r", "starting"):
         assert f"echo @@hubvm-section {name}\n" in script
     assert "/opt/tljh/user/bin/python" in script and "numpy pandas matplotlib" in script
     assert "ggplot2 data.table" in script
@@ -257,6 +259,49 @@ def test_probe_script_is_valid_bash_and_names_every_section() -> None:
 def test_probe_script_leaves_out_empty_package_sections() -> None:
     script = checks.probe_script(parse(**{"packages.python": [], "packages.r": []}))
     assert "section python" not in script and "section r\n" not in script
+
+
+def _fake_systemctl(bin_dir: Path, states: Path) -> None:
+    """A `systemctl` that reports the boot finished and the hub in the state named by the first line of STATES,
+    consuming one line per `is-active` call (the last line stays)."""
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text(f"""#!/bin/sh
+case "$1" in
+  is-system-running) echo running ;;
+  is-active) head -n1 {states}; [ "$(wc -l < {states})" -gt 1 ] && sed -i 1d {states} ;;
+esac
+exit 0
+""")
+    fake.chmod(0o755)
+
+
+def _run_wait(s: settings.Settings, bin_dir: Path) -> tuple[int, float]:
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    result = subprocess.run(["bash", "-c", checks._wait_script(s)], capture_output=True, text=True, env=env,
+                            timeout=60)
+    return checks.waited_seconds(Section(result.returncode, result.stdout.strip())), time.monotonic() - started
+
+
+def test_wait_script_waits_while_the_hub_is_starting(tmp_path: Path) -> None:
+    """Real bash with a fake systemctl: the hub is activating for two polls, then inactive (so no API call)."""
+    states = tmp_path / "states"
+    states.write_text("activating\nactivating\ninactive\n")
+    _fake_systemctl(tmp_path / "bin", states)
+    waited, took = _run_wait(parse(**{"ssh.wait": 30}), tmp_path / "bin")
+    assert 3 <= waited <= 6 and took < 10
+
+
+def test_wait_script_is_bounded_by_ssh_wait(tmp_path: Path) -> None:
+    states = tmp_path / "states"
+    states.write_text("activating\n")
+    _fake_systemctl(tmp_path / "bin", states)
+    waited, _ = _run_wait(parse(**{"ssh.wait": 3}), tmp_path / "bin")
+    assert 3 <= waited <= 5
+    states.write_text("failed\n")
+    assert _run_wait(parse(**{"ssh.wait": 30}), tmp_path / "bin")[0] == 0
+    assert checks._wait_script(parse(**{"ssh.wait": 0})) == "echo 0"
 
 
 def test_parse_sections() -> None:

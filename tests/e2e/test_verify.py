@@ -400,6 +400,24 @@ def test_verify_waits_for_sshd_while_the_machine_boots(lab: Lab, invoke: Invoke)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_verify_waits_while_the_hub_starts(lab: Lab, invoke: Invoke) -> None:
+    """Right after a restart the hub is still starting (a 5 s ExecStartPre stands for the first boot's new
+    secrets and database): verify waits for it instead of reporting it down, says so, and passes."""
+    dropin = "/etc/systemd/system/jupyterhub.service.d/slow-start.conf"
+    lab.host.ssh(f"mkdir -p {Path(dropin).parent} && printf '[Service]\\nExecStartPre=/bin/sleep 5\\n' > {dropin}"
+                 " && systemctl daemon-reload && systemctl restart --no-block jupyterhub"
+                 " && test $(systemctl is-active jupyterhub) = activating")
+    try:
+        result = invoke("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@{lab.host.addr}",
+                        "--identity", str(lab.key))
+    finally:
+        lab.host.ssh(f"rm -f {dropin} && systemctl daemon-reload")
+        _wait_for_hub(lab.host)
+    assert f"root@{lab.host.addr}:22 was still starting (boot or hub); waited" in result.stderr, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert rows(result.stdout)["hub api (guest)"].endswith("pass")
+
+
 def test_wrong_key(lab: Lab, invoke: Invoke) -> None:
     result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
                     "--identity", str(lab.wrong_key))
