@@ -137,7 +137,9 @@ def pack(c: Context, s: Settings, force: bool = False) -> StepResult:
         print(f"pack: {rel(layout.box_file, s)} is up to date (inputs unchanged; --force rebuilds it)")
         return StepResult("pack", "skipped", 0.0, "up to date")
     sh = Shell(c)
-    needed = (["mmdebstrap", "qemu_img"] if s.image.source == "mirror" else []) + ["packer"]
+    needed = (["mmdebstrap"] if s.image.source == "mirror" else []) + ["packer"]
+    # what Packer's builder runs: VirtualBox, or QEMU (and qemu-img, also for the mirror image)
+    needed += ["vboxmanage"] if s.vm.provider == "virtualbox" else ["qemu_system", "qemu_img"]
     versions = require_tools(sh, s, needed)
     with step_log("pack", None if sh.dry else layout.log("pack")) as log:
         sh.log = log

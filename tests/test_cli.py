@@ -101,6 +101,9 @@ BAD_INPUT = [
     (["render"], "hubb:\n  flavour: pypi\n", {}, ["hubb", "unknown setting", "did you mean hub?"]),
     (["render"], "vm:\n  ip: [unclosed\n", {}, ["malformed YAML at line 3", "fix the file's syntax"]),
     (["all", "--ip", "192.168.56.1"], None, {}, ["vm.ip", "host's own address"]),
+    # up's flags are checked before its pre-task (pack) runs
+    (["up", "--ip", "192.168.56.300"], None, {}, ["vm.ip", "192.168.56.300", "not an IPv4 address"]),
+    (["pack", "up", "-d", "/no/such/folder"], None, {}, ["vm.data", "/no/such/folder", "no such folder"]),
     (["pack"], "image:\n  source: mirror\n", {}, ["image.source", "vm.provider libvirt"]),
 ]
 
@@ -192,11 +195,19 @@ def test_all_with_nothing_changed_skips_every_step(invoke, project: Path) -> Non
     assert " up --provider=virtualbox" in dry.stdout
 
 
-def test_all_checks_every_tool_before_the_first_step(invoke, project: Path) -> None:
-    (project / "profile.yaml").write_text("tools:\n  vboxmanage: /nonexistent/VBoxManage\n")
-    result = invoke("-f", "profile.yaml", "all")
+@pytest.mark.parametrize(("task", "tool", "fix"), [
+    ("all", "vboxmanage", "VirtualBox: install it from https://www.virtualbox.org/"),
+    ("pack", "vboxmanage", "VirtualBox: install it from https://www.virtualbox.org/"),
+    # up and export run pack first (a pre-task): hubvm.executor checks up's tools before it
+    ("up", "vagrant", "Vagrant: install it: sudo apt-get install vagrant"),
+    ("export", "vagrant", "Vagrant: install it: sudo apt-get install vagrant"),
+])
+def test_a_run_checks_every_tool_it_needs_before_the_first_step(invoke, project: Path, task: str, tool: str,
+                                                                fix: str) -> None:
+    (project / "profile.yaml").write_text(f"tools:\n  {tool}: /nonexistent/{tool}\n")
+    result = invoke("-f", "profile.yaml", task)
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "VirtualBox: install it from https://www.virtualbox.org/" in line
+    assert line.startswith("error: ") and fix in line, line
     assert "==> pack" not in result.stdout
     assert sorted(p.name for p in (project / "builds").iterdir()) == ["README.md"]
