@@ -200,9 +200,13 @@ def load_yaml_file(path: Path) -> dict[str, Any]:
     return data
 
 
+# Sections of invoke.yaml that configure invoke itself, not the tool
+INVOKE_SECTIONS = frozenset({"tasks"})
+
+
 def defaults(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """invoke.yaml: every setting with its default; its keys are the only keys there are."""
-    return load_yaml_file(project_dir / DEFAULTS_FILE)
+    return {k: v for k, v in load_yaml_file(project_dir / DEFAULTS_FILE).items() if k not in INVOKE_SECTIONS}
 
 
 def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
