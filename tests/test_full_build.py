@@ -83,3 +83,13 @@ export  skipped  0.0s      up to date
 """
     assert full_build.step_statuses(output) == {"pack": "skipped", "up": "skipped", "verify": "skipped",
                                                 "export": "skipped"}
+
+
+def test_verify_detail_keeps_the_result_and_the_wait() -> None:
+    output = ("verify: connecting to hubadmin@10.0.0.2:22 (--host, key k)\n"
+              "verify: hubadmin@10.0.0.2:22 was still starting (boot or hub); waited 31.0s before checking\n"
+              "check  expected  found  result\n"
+              "12 of 12 checks passed on hubadmin@10.0.0.2:22 in 9.1s\n")
+    assert full_build.verify_detail(output) == (
+        "hubadmin@10.0.0.2:22 was still starting (boot or hub); waited 31.0s before checking; "
+        "12 of 12 checks passed on hubadmin@10.0.0.2:22 in 9.1s")
