@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.e2e.hosts import remove_stale_namespaces
+from tests.e2e.libvirt_host import PREFIX as LIBVIRT_PREFIX
 from tests.e2e.libvirt_host import LibvirtNamespace
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -212,6 +214,8 @@ def run(args: argparse.Namespace, record: Record) -> None:
     state = work / "libvirt"
     shutil.rmtree(state, ignore_errors=True)
 
+    for name in remove_stale_namespaces(LIBVIRT_PREFIX):  # left by a run that was killed (its cleanup never ran)
+        print(f"removed {name}, left by a run that was killed")
     started = time.monotonic()
     with LibvirtNamespace(state_dir=state) as ns:
         record.step("namespace + libvirtd", "ran", time.monotonic() - started,
