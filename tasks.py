@@ -7,7 +7,6 @@ hubvm package; each task here only reads its flags and calls it.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from invoke import Exit, UnexpectedExit, task
 
 from hubvm import invoke_config, steps, tools
-from hubvm.errors import UserError
+from hubvm.errors import UserError, user_errors
 from hubvm.layout import Layout
 from hubvm.report import StepResult, steps_table
 from hubvm.settings import Settings
@@ -31,22 +30,8 @@ HOST_HELP = "any machine over SSH instead of the Vagrant VM: [user@]address[:por
 IDENTITY_HELP = "private key file (ssh.identity); for the Vagrant VM it replaces Vagrant's key"
 
 
-def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
-    """A UserError becomes invoke's Exit: its one line on stderr and exit status 1, no traceback."""
-
-    @functools.wraps(body)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return body(*args, **kwargs)
-        except UserError as error:
-            sys.stdout.flush()  # what the task printed comes before the error line
-            raise Exit(f"error: {error}", 1) from None
-
-    return wrapper
-
-
 def settings(c: Any, ip: str | None = None, data: str | None = None) -> Settings:
-    return invoke_config.load(c.config, {"vm.ip": ip, "vm.data": data})
+    return invoke_config.load(c.config, invoke_config.flag_overrides({"ip": ip, "data": data}))
 
 
 @task

@@ -1,8 +1,13 @@
-"""The one exception type for mistakes a user can fix; tasks turn it into invoke's Exit (one line, no traceback)."""
+"""The one exception type for mistakes a user can fix, and `user_errors`, which makes it invoke's one-line Exit."""
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
 from typing import Any
+
+from invoke import Exit
 
 
 class UserError(Exception):
@@ -15,3 +20,17 @@ class ConfigError(UserError):
     def __init__(self, key: str, value: Any, problem: str, fix: str) -> None:
         self.key, self.value, self.problem, self.fix = key, value, problem, fix
         super().__init__(f"{key} = {value!r}: {problem}; {fix}")
+
+
+def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
+    """A UserError becomes invoke's Exit: its one line on stderr and exit status 1, no traceback."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except UserError as error:
+            sys.stdout.flush()  # what was printed comes before the error line
+            raise Exit(f"error: {error}", 1) from None
+
+    return wrapper

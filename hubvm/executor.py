@@ -12,33 +12,28 @@ Vagrant would find that out only after pack. So, before anything runs, this Exec
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import invoke
 
 from hubvm import invoke_config, steps, tools
-from hubvm.errors import UserError
+from hubvm.errors import user_errors
 
-# The flags of our tasks that are settings (tasks.py: settings(c, ip, data))
-FLAG_SETTINGS = {"ip": "vm.ip", "data": "vm.data"}
 # A run with this task (given, or as export's pre-task) needs every tool of a build
 BOOTS_THE_VM = "up"
 
 
 class Executor(invoke.Executor):
     def execute(self, *tasks: Any) -> dict[Any, Any]:
-        direct = self.normalize(tasks)
-        names = {call.task.name for call in self.expand_calls(list(direct))}
+        self._check(self.normalize(tasks))
+        return super().execute(*tasks)
+
+    @user_errors
+    def _check(self, direct: list[invoke.Call]) -> None:
         config = self.config.clone()
         config.load_shell_env()  # invoke loads INVOKE_* per call; the checks need them now
-        try:
-            settings = [invoke_config.load(config, {key: call.kwargs.get(flag) for flag, key in FLAG_SETTINGS.items()})
-                        for call in direct]
-            if BOOTS_THE_VM in names and settings:
-                s = settings[-1]
-                steps.require_tools(steps.Shell(invoke.Context(config=config)), s, tools.needed(s))
-        except UserError as error:
-            sys.stdout.flush()
-            raise invoke.Exit(f"error: {error}", 1) from None
-        return super().execute(*tasks)
+        s = None
+        for call in direct:
+            s = invoke_config.load(config, invoke_config.flag_overrides(call.kwargs))
+        if s is not None and BOOTS_THE_VM in {call.task.name for call in self.expand_calls(list(direct))}:
+            steps.require_tools(steps.Shell(invoke.Context(config=config)), s, tools.needed(s))

@@ -56,6 +56,15 @@ def raw_settings(config: Config, overrides: Mapping[str, Any] | None = None,
     return merge(base, *ours, dotted(overrides or {}))
 
 
+# The task flags that are settings (-i/--ip, -d/--data, as in build.sh)
+FLAG_SETTINGS = {"ip": "vm.ip", "data": "vm.data"}
+
+
+def flag_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a task's flags override (a flag left unset overrides nothing)."""
+    return {key: flags.get(flag) for flag, key in FLAG_SETTINGS.items()}
+
+
 def load(config: Config, overrides: Mapping[str, Any] | None = None, project_dir: Path = PROJECT_DIR) -> Settings:
     """Settings for a task: invoke's layers, then the task's flags (an explicit flag wins)."""
     return parse(raw_settings(config, overrides, project_dir), project_dir)

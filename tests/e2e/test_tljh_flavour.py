@@ -187,16 +187,20 @@ def test_a_failed_install_fails_the_play(guest: Guest) -> None:
     assert guest.host.ssh("ls /usr/local/lib/hubvm/").stdout.split() == ["tljh-bootstrap.py"]  # no marker
 
 
+# The settings of the install test, given again unchanged to the idempotence test
+INSTALL_SETTINGS = {
+    "hub_admin_users": ["admin", "ada"],
+    "hub_tljh_plugins": ["tljh-plugin-one==1.0", "git+https://example.org/tljh-plugin-two"],
+    "hub_memory_limit": "1G",
+    "hub_cpu_limit": 1.5,
+    "hub_default_app": "classic",
+    "base_pip_index_url": "https://pypi.org/simple",
+}
+
+
 def test_installer_command_environment_and_settings(guest: Guest) -> None:
     with guest.stages.time("tljh flavour: install"):
-        result = guest.provision(
-            hub_admin_users=["admin", "ada"],
-            hub_tljh_plugins=["tljh-plugin-one==1.0", "git+https://example.org/tljh-plugin-two"],
-            hub_memory_limit="1G",
-            hub_cpu_limit=1.5,
-            hub_default_app="classic",
-            base_pip_index_url="https://pypi.org/simple",
-        )
+        result = guest.provision(**INSTALL_SETTINGS)
     assert result.returncode == 0, result.stdout[-3000:]
     calls = guest.calls()
     bootstrap = calls[0]
@@ -236,14 +240,7 @@ def test_installer_command_environment_and_settings(guest: Guest) -> None:
 
 def test_an_unchanged_second_run_changes_nothing(guest: Guest) -> None:
     with guest.stages.time("tljh flavour: second run, same settings"):
-        result = guest.provision(
-            hub_admin_users=["admin", "ada"],
-            hub_tljh_plugins=["tljh-plugin-one==1.0", "git+https://example.org/tljh-plugin-two"],
-            hub_memory_limit="1G",
-            hub_cpu_limit=1.5,
-            hub_default_app="classic",
-            base_pip_index_url="https://pypi.org/simple",
-        )
+        result = guest.provision(**INSTALL_SETTINGS)
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result.stdout)["changed"] == 0, result.stdout[-3000:]
     assert guest.calls() == []
