@@ -1,28 +1,20 @@
 """Build a JupyterHub VM: Packer makes the base box, Vagrant boots it and Ansible provisions it, then export.
 
-`invoke --list` shows the tasks, `invoke --help TASK` their flags. Settings: invoke.yaml (defaults), overridden by
-/etc/invoke.yaml, ~/.invoke.yaml, INVOKE_* variables, `invoke -f FILE` and the flags below. The logic lives in the
-hubvm package; each task here only reads its flags and calls it.
+Run with `hubvm` (invoke's command-line program with this project's configuration rules; plain `invoke` in this
+folder hands over to it). `hubvm --list` shows the tasks, `hubvm --help TASK` their flags. Settings: invoke.yaml
+(defaults), overridden by /etc/invoke.yaml, ~/.invoke.yaml, INVOKE_* variables, `-f FILE` and the flags below.
+The logic lives in the hubvm package; each task here only reads its flags and calls it. Modules that load slowly
+(fabric, jinja2) are imported inside the tasks that need them, so that listing the tasks stays fast.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from invoke import Exit, UnexpectedExit, task
+from invoke import Exit, task
 
-from hubvm import invoke_config, steps, tools
 from hubvm.errors import UserError, user_errors
-from hubvm.layout import Layout
-from hubvm.report import StepResult, steps_table
-from hubvm.settings import Settings
-from hubvm.target import parse as parse_target
-
-invoke_config.adapt_invoke()
+from hubvm.program import flag_settings, layers_of
 
 IP_HELP = 'host-only IP of the VM, or "dhcp" (vm.ip)'
 DATA_HELP = 'host folder shared with every hub user, or "none" (vm.data)'
@@ -30,21 +22,20 @@ HOST_HELP = "any machine over SSH instead of the Vagrant VM: [user@]address[:por
 IDENTITY_HELP = "private key file (ssh.identity); for the Vagrant VM it replaces Vagrant's key"
 
 
-def settings(c: Any, ip: str | None = None, data: str | None = None) -> Settings:
-    return invoke_config.load(c.config, invoke_config.flag_overrides({"ip": ip, "data": data}))
+def settings(c, ip=None, data=None):
+    from hubvm import settings as settings_module
+
+    return settings_module.load(layers_of(c.config), flag_settings({"ip": ip, "data": data}))
 
 
-@task
+@task(help={"json": "print the findings as JSON (status: ok | missing | too old | not running | not usable here | "
+                    "not packaged)"})
 @user_errors
-def check(c):
-    """Check this host's tools (Packer, Vagrant, Ansible, the provider), their versions, how to get them."""
-    s = settings(c)
-    findings = tools.probe(lambda command: steps.Shell(c).probe(command), s)
-    print(f"provider {s.vm.provider}, base image {s.image.source} ({s.os_data['name']})")
-    print(steps.check_table(findings))
-    missing = [f.name for f in findings if not f.ok]
-    if missing:
-        raise UserError(f"missing or too old: {', '.join(missing)}")
+def check(c, json=False):
+    """Check this host for what the configuration needs (tools, daemons, KVM, libguestfs) and how to get it."""
+    from hubvm import checkhost
+
+    checkhost.run(c, settings(c), as_json=json)
 
 
 @task(help={"ip": IP_HELP, "data": DATA_HELP})
@@ -52,40 +43,48 @@ def check(c):
 def render(c, ip=None, data=None):
     """Write the generated files under builds/ from templates/ and the configuration; runs nothing else.
 
-    Packer template and variables, the installer answer files, the Vagrantfile and the Ansible variables.
+    Packer template, variables and answer files, the Vagrantfile and the Ansible variables.
     """
+    from hubvm import render as render_module
+    from hubvm.shell import Shell, rel
+
     s = settings(c, ip, data)
-    for path in steps.render_files(c, s):
-        print(steps.rel(path, s))
+    for path in render_module.render_files(Shell(c), s):
+        print(rel(path, s.project_dir))
 
 
 @task(help={"force": "rebuild even when the box's inputs are unchanged"})
 @user_errors
 def pack(c, force=False):
     """Build the base box with Packer (skipped when a box of the same inputs exists)."""
-    steps.pack(c, settings(c), force)
+    from hubvm.pack import pack as pack_box
+
+    pack_box(c, settings(c), force)
 
 
 @task(pre=[pack], help={"ip": IP_HELP, "data": DATA_HELP, "provision": "re-provision a VM that is already up"})
 @user_errors
 def up(c, ip=None, data=None, provision=False):
     """Boot the VM from the box with Vagrant, provision it with Ansible, then verify it."""
-    s = settings(c, ip, data)
-    from hubvm import remote  # fabric and paramiko load only for the tasks that connect
+    from hubvm import remote, vagrant
 
-    steps.up(c, s, provision)
-    remote.run_verify(c, s, Layout.of(s), None, None, False)
+    s = settings(c, ip, data)
+    vagrant.up(c, s, provision)
+    remote.run_verify(c, s, None, None, False)
 
 
 @task(help={"host": HOST_HELP, "identity": IDENTITY_HELP, "ip": IP_HELP, "data": DATA_HELP})
 @user_errors
 def provision(c, host=None, identity=None, ip=None, data=None):
     """Run the Ansible playbook on the Vagrant VM, or with --host on any Debian/Ubuntu machine over SSH."""
+    from hubvm.provision import provision as run_playbook
+    from hubvm.target import parse
+
     s = settings(c, ip, data)
     target = None
     if host:
-        target = parse_target(host, s.ssh.user, Path(identity).expanduser() if identity else s.ssh.identity)
-    steps.provision(c, s, target)
+        target = parse(host, s.ssh.user, Path(identity).expanduser() if identity else s.ssh.identity)
+    run_playbook(c, s, target)
 
 
 @task(help={"host": HOST_HELP, "identity": IDENTITY_HELP, "json": "print the results as JSON"})
@@ -94,8 +93,7 @@ def verify(c, host=None, identity=None, json=False):
     """Check the VM (or --host) over SSH: hub, kernels, packages, shared data; exits 1 if a check fails."""
     from hubvm import remote
 
-    s = settings(c)
-    remote.run_verify(c, s, Layout.of(s), host, identity, json)
+    remote.run_verify(c, settings(c), host, identity, json)
 
 
 @task(help={"host": HOST_HELP, "identity": IDENTITY_HELP, "command": "run this command and exit with its status"})
@@ -104,8 +102,9 @@ def ssh(c, host=None, identity=None, command=None):
     """Open a shell in the VM (or --host), or run one command with -c."""
     from hubvm import remote
 
-    s = settings(c)
-    status = remote.run_ssh(c, s, Layout.of(s), host, identity, command)
+    if command is not None and not command.strip():
+        raise UserError("--command is empty; give the command to run, or leave -c out for a shell")
+    status = remote.run_ssh(c, settings(c), host, identity, command)
     if status:
         raise Exit(code=status)
 
@@ -117,68 +116,46 @@ def export(c):
 
     builds/vm/ gets the box, the formats of export.formats (OVF + VMDK, OVA, qcow2), SHA256SUMS and manifest.json.
     """
-    steps.export(c, settings(c))
+    from hubvm.export import export as export_vm
+
+    export_vm(c, settings(c))
 
 
 @task(help={"yes": "do not ask for confirmation"})
 @user_errors
 def destroy(c, yes=False):
     """Stop and delete the Vagrant VM (build.sh -c)."""
+    import sys
+
+    from hubvm import vagrant
+    from hubvm.layout import Layout
+    from hubvm.shell import is_dry
+
     s = settings(c)
-    if not yes and not steps.is_dry(c) and steps.vm_exists(Layout.of(s)):
+    if not yes and not is_dry(c) and vagrant.vm_exists(Layout.of(s)):
         if not sys.stdin.isatty():
             raise UserError("destroy asks for confirmation and there is no terminal; pass --yes")
         if input(f"Destroy the VM {s.vm.name}? [y/N] ").strip().lower() not in ("y", "yes"):
             raise UserError("not confirmed; nothing was destroyed")
-    steps.destroy(c, s)
+    vagrant.destroy(c, s)
 
 
 @task(name="clean", help={"all": "also remove the boxes, the exported appliance and the download cache"})
 @user_errors
 def clean(c, all=False):
     """Remove rendered files, logs and Vagrant's state (build.sh -r); exported artifacts only with --all."""
+    from hubvm import vagrant
+    from hubvm.shell import rel
+
     s = settings(c)
-    removed = steps.clean(c, s, everything=all)
-    print("\n".join(f"removed {steps.rel(p, s)}" for p in removed) if removed else "nothing to remove")
+    removed = vagrant.clean(c, s, everything=all)
+    print("\n".join(f"removed {rel(p, s.project_dir)}" for p in removed) if removed else "nothing to remove")
 
 
 @task(name="all", help={"ip": IP_HELP, "data": DATA_HELP, "force": "rebuild the box even when it is up to date"})
 @user_errors
 def all_(c, ip=None, data=None, force=False):
     """Run pack, up (with verify) and export once each, in order, and print a table of the steps."""
-    s = settings(c, ip, data)
-    layout = Layout.of(s)
-    from hubvm import remote
+    from hubvm import build
 
-    plan: list[tuple[str, Callable[[], StepResult | None]]] = [("pack", lambda: steps.pack(c, s, force))]
-    if not force and steps.export_is_current(s):
-        print("up and export: builds/vm/ is up to date (box and configuration unchanged)")
-        results = [steps.pack(c, s, force)] + [StepResult(n, "skipped", 0.0, "up to date")
-                                                for n in ("up", "verify", "export")]
-        print(steps_table(results))
-        return
-    # every tool of the whole run, before the first step: not an hour into the build
-    steps.require_tools(steps.Shell(c), s, tools.needed(s))
-    plan += [
-        ("up", lambda: steps.up(c, s)),
-        ("verify", lambda: remote.run_verify(c, s, layout, None, None, False)),
-        ("export", lambda: steps.export(c, s)),
-    ]
-    results: list[StepResult] = []
-    for name, run in plan:
-        started = time.monotonic()
-        try:
-            result = run()
-        except (UserError, UnexpectedExit, KeyboardInterrupt) as error:
-            results.append(StepResult(name, "failed", time.monotonic() - started, _first_line(error)))
-            print(steps_table(results), file=sys.stderr)
-            raise
-        results.append(result or StepResult(name, "dry run" if steps.is_dry(c) else "ran",
-                                            time.monotonic() - started))
-    print(steps_table(results))
-
-
-def _first_line(error: BaseException) -> str:
-    if isinstance(error, UnexpectedExit):
-        return f"{error.result.command.split()[0]} exited with {error.result.exited}"
-    return (str(error) or type(error).__name__).splitlines()[0][:100]
+    build.all_steps(c, settings(c, ip, data), force)

@@ -2,7 +2,7 @@
 
 The route, each step a command line (so `invoke --dry pack` prints them and MockContext tests see them):
 
-1. mmdebstrap bootstraps the system into a directory (the OS's package list from templates/os/<os>.yaml);
+1. mmdebstrap bootstraps the system into a directory (the OS's package list from templates/packer/os/<os>.yaml);
    its customize hook, templates/packer/scripts/mirror-customize.sh, writes fstab, networking, the serial
    console and the build login; a second hook copies the kernel and initrd out for step 3.
 2. sfdisk writes an MBR partition table into a sparse file of vm.disk_gb; `mke2fs -d` writes the ext4 file
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hubvm import tools
 from hubvm.layout import Layout
 from hubvm.settings import Settings
 
@@ -34,7 +35,7 @@ VIRTIO_ROOT = "/dev/vda1"  # the root partition as the kernel sees it in Packer'
 
 
 class Runner(Protocol):
-    """What `build` needs from hubvm.steps.Shell: run one command line."""
+    """What `build` needs from hubvm.shell.Shell: run one command line."""
 
     def run(self, command: str) -> Any: ...
 
@@ -86,7 +87,7 @@ class Paths:
 
 
 def spec(s: Settings) -> MirrorImage:
-    """The base disk's recipe from the settings and templates/os/<os>.yaml's `mirror` section."""
+    """The base disk's recipe from the settings and templates/packer/os/<os>.yaml's `mirror` section."""
     data = s.os_data["mirror"]
     mirror = s.image.mirror or data["url"]
     components = " ".join(data["components"])
@@ -174,12 +175,10 @@ def packer_variables(s: Settings, layout: Layout) -> dict[str, Any]:
 def build(sh: Runner, s: Settings, layout: Layout, root_uuid: str | None = None) -> Path:
     """Run every command of the base disk through `sh` (so --dry prints them); returns the qcow2's path.
     mmdebstrap needs root here (it bootstraps into a directory and chroots into it)."""
-    from hubvm.steps import tool  # steps imports invoke; keep this module importable without it
-
     paths = Paths.of(layout)
     image = spec(s)
-    for command in build_commands(image, paths, root_uuid or str(uuid.uuid4()), tool(s, "mmdebstrap"),
-                                  tool(s, "qemu_img")):
+    for command in build_commands(image, paths, root_uuid or str(uuid.uuid4()), tools.command(s, "mmdebstrap"),
+                                  tools.command(s, "qemu_img")):
         sh.run(command)
     return paths.image
 

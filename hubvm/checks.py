@@ -17,17 +17,14 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from hubvm import guest
 from hubvm.report import table
 from hubvm.settings import Settings
 
-# What the Ansible roles make (the contract verify checks)
-HUB_SERVICE = "jupyterhub"
-SHARED_DATA = "/srv/shared_data"
-SKEL_LINK = "/etc/skel/shared_data"
-# The hub keeps admin users in its database (JupyterHub copies admin_users there at start and reads only the
-# database afterwards). The database is jupyterhub.sqlite in the unit's WorkingDirectory, else one of these.
-HUB_DATABASES = ("/opt/tljh/state/jupyterhub.sqlite", "/opt/jupyterhub/state/jupyterhub.sqlite",
-                 "/var/lib/jupyterhub/jupyterhub.sqlite")
+# What the Ansible roles make (the contract verify checks), from the one place that declares it
+HUB_SERVICE = guest.HUB_SERVICE
+SHARED_DATA = guest.SHARED_DATA_DIR
+SKEL_LINK = guest.SKEL_LINK
 # The sample files the shared_data role ships when vm.data is none (relative to the project)
 SAMPLES_DIR = Path("ansible/roles/shared_data/files/samples")
 KERNELS = ("python3", "ir")
@@ -175,7 +172,7 @@ def python_names(s: Settings) -> list[tuple[str, Requirement]]:
 def probe_script(s: Settings) -> str:
     """The bash script that prints every section verify evaluates (each section ends with its exit status)."""
     q = shlex.quote
-    env = s.user_env
+    env = s.hub_paths.user_env
     python = [req.name for _, req in python_names(s)]
     r = [name for _, name in r_names(s)]
 
@@ -193,9 +190,11 @@ def probe_script(s: Settings) -> str:
         section("disk", "df -Pk /"),
         section("service", f"systemctl is-active {HUB_SERVICE}"),
         section("api", f"python3 -c {q(HUB_API_GUEST)} {q(hub_url('127.0.0.1', s.hub.port))} {HTTP_TIMEOUT}"),
+        # The hub keeps admin users in its database (JupyterHub copies admin_users there at start and reads only
+        # the database afterwards): the flavour's state directory holds it, where the unit runs
         section("admins", f'workdir=$(systemctl show -p WorkingDirectory --value {HUB_SERVICE} 2>/dev/null)\n'
                           f'$SUDO python3 -c {q(HUB_ADMINS)} "${{workdir:+$workdir/jupyterhub.sqlite}}" '
-                          + " ".join(q(p) for p in HUB_DATABASES)),
+                          f"{q(s.hub_paths.database)}"),
         section("kernels", f"{q(env + '/bin/jupyter')} kernelspec list --json"),
         section("shared_data", f"echo link $(readlink {SKEL_LINK})\n"
                                f"test -d {SHARED_DATA}/ && ls -A1 {SHARED_DATA}/"),
@@ -414,7 +413,7 @@ def check_python(s: Settings, sec: Section | None) -> list[Check]:
     checks = []
     for spec, req in python_names(s):
         name = f"package {req.name}"
-        expected = f"{spec} imports in {s.user_env}"
+        expected = f"{spec} imports in {s.hub_paths.user_env}"
         item = results.get(req.name)
         if item is None:
             checks.append(Check(name, expected, sec.last_line() if sec else NO_ANSWER, False))

@@ -19,7 +19,19 @@ class ConfigError(UserError):
 
     def __init__(self, key: str, value: Any, problem: str, fix: str) -> None:
         self.key, self.value, self.problem, self.fix = key, value, problem, fix
-        super().__init__(f"{key} = {value!r}: {problem}; {fix}")
+        super().__init__(f"{key} = {_shown(value)}: {problem}; {fix}")
+
+    def came_from(self, source: str | None) -> ConfigError:
+        """The same error, saying which layer (file, variable, flag) the value came from."""
+        if not source or "(in " in self.problem or "(from " in self.problem:
+            return self
+        return ConfigError(self.key, self.value, f"{self.problem} (from {source})", self.fix)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error shows it: repr (so a newline shows as \\n), cut to a readable length."""
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:

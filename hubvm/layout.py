@@ -1,11 +1,14 @@
-"""Where every generated file and artifact lives under builds/. One place, so no module spells a path twice."""
+"""Where every generated file and artifact lives under builds/. One place, so no module spells a path twice.
+builds/README.md lists the same paths for people."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hubvm.settings import Settings
+if TYPE_CHECKING:
+    from hubvm.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Layout:
 
     @property
     def http_dir(self) -> Path:
-        return self.builds / "http"
+        """The answer files Packer serves (its http_directory)."""
+        return self.packer_dir / "http"
 
     @property
     def vagrant_dir(self) -> Path:
@@ -83,13 +87,53 @@ class Layout:
         return self.vm_dir / "inputs-sha256"
 
     @property
+    def vm_partial(self) -> Path:
+        """export assembles builds/vm/ here and renames it into place when complete."""
+        return self.builds / "vm.partial"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloads (Packer's ISO and image cache) and the answers of slow tool probes."""
+        return self.builds / "cache"
+
+    @property
+    def packer_cache(self) -> Path:
+        return self.cache_dir / "packer"
+
+    @property
+    def probes_cache(self) -> Path:
+        return self.cache_dir / "probes.json"
+
+    @property
+    def vagrant_machine_id(self) -> Path:
+        """Vagrant's id of the VM (a new one at every `vagrant up` after a destroy)."""
+        return self.vagrant_dir / ".vagrant" / "machines" / self.name / self.provider / "id"
+
+    @property
+    def vagrant_machines(self) -> Path:
+        return self.vagrant_dir / ".vagrant" / "machines"
+
+    @property
     def logs_dir(self) -> Path:
         return self.builds / "logs"
 
     @property
     def known_hosts(self) -> Path:
         """Host keys seen by verify/ssh, kept apart from ~/.ssh/known_hosts (a rebuilt VM has new keys)."""
-        return self.builds / "ssh" / "known_hosts"
+        return self.ssh_dir / "known_hosts"
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.builds / "ssh"
+
+    @property
+    def known_hosts_stamp(self) -> Path:
+        """The Vagrant machine id the recorded keys of the Vagrant VM belong to."""
+        return self.ssh_dir / "vagrant-machine-id"
+
+    def artifact(self, name: str) -> Path:
+        """A file of the exported appliance (builds/vm/NAME)."""
+        return self.vm_dir / name
 
     def log(self, step: str) -> Path:
         return self.logs_dir / f"{step}.log"

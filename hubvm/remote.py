@@ -34,6 +34,7 @@ from typing import Any
 
 import paramiko
 
+from hubvm import tools
 from hubvm.checks import (
     HTTP_TIMEOUT,
     Check,
@@ -53,6 +54,7 @@ from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration
 from hubvm.settings import Settings
+from hubvm.shell import Shell, is_dry, q
 from hubvm.target import Target, from_ssh_config, known_hosts_names, remove_host_entries, ssh_options
 from hubvm.target import parse as parse_target
 
@@ -90,16 +92,10 @@ def checks_json(endpoint: Endpoint, checks: Sequence[Check], seconds: float) -> 
 # Target resolution
 
 
-def _run_probe(c: Any, command: str) -> Any:
-    """A read-only command on this host, run even under --dry (see module doc)."""
-    return c.run(command, hide=True, warn=True, dry=False, in_stream=False)
-
-
-def vagrant_machine_id(s: Settings, layout: Layout) -> str | None:
+def vagrant_machine_id(layout: Layout) -> str | None:
     """Vagrant's id of the VM (a new one at every `vagrant up` after a destroy), or None when there is none."""
-    path = layout.vagrant_dir / ".vagrant" / "machines" / s.vm.name / s.vm.provider / "id"
     try:
-        return path.read_text().strip() or None
+        return layout.vagrant_machine_id.read_text().strip() or None
     except OSError:
         return None
 
@@ -125,13 +121,12 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         return Endpoint(target, url, "--host", vagrant=False)
     if key is not None and not key.is_file():
         raise UserError(f"--identity {identity!r}: no such file; give the private key's path")
-    vagrant = shlex.quote(s.tools.vagrant)
+    vagrant = q(tools.command(s, "vagrant"))
     if not layout.vagrantfile.is_file():
         if dry:
             return _guess(s, key, f"the Vagrant VM, not created yet ({layout.vagrantfile} is missing)")
         raise UserError(f"no Vagrant VM: {layout.vagrantfile} is missing; run invoke up, or give --host")
-    with c.cd(str(layout.vagrant_dir)):
-        result = _run_probe(c, f"{vagrant} ssh-config")
+    result = Shell(c).probe(f"{vagrant} ssh-config", cwd=layout.vagrant_dir)
     if not result.ok:
         # Vagrant's messages run over several lines and sentences: the first sentence says what is wrong
         message = " ".join((result.stderr or result.stdout or "").split())
@@ -143,8 +138,7 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
     identity_file = key or s.ssh.identity or reported.identity
     if s.ssh.via == "forwarded":
         target = replace(reported, identity=identity_file)
-        with c.cd(str(layout.vagrant_dir)):
-            port = _run_probe(c, f"{vagrant} port --guest {s.hub.port}")
+        port = Shell(c).probe(f"{vagrant} port --guest {s.hub.port}", cwd=layout.vagrant_dir)
         text = (port.stdout or "").strip() if port.ok else ""
         host_port = int(text) if text.isdigit() else s.vm.hub_host_port
         url = hub_url("127.0.0.1", host_port)
@@ -205,11 +199,6 @@ class RecordNewHost(paramiko.MissingHostKeyPolicy):
         self.on_record()
 
 
-def _stamp_path(layout: Layout) -> Path:
-    """The Vagrant machine id the recorded Vagrant VM keys belong to."""
-    return layout.known_hosts.parent / "vagrant-machine-id"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Connecting
 
@@ -257,11 +246,11 @@ def connect(s: Settings, layout: Layout, endpoint: Endpoint, say: Callable[[str]
     known_hosts = layout.known_hosts
     hint = ("is the VM running? (invoke up)" if endpoint.vagrant
             else f"is the machine up, with sshd listening on port {target.port}?")
-    machine_id = vagrant_machine_id(s, layout) if endpoint.vagrant else None
+    machine_id = vagrant_machine_id(layout) if endpoint.vagrant else None
 
     def stamp() -> None:
         if machine_id:
-            _stamp_path(layout).write_text(machine_id + "\n")
+            layout.known_hosts_stamp.write_text(machine_id + "\n")
 
     started = time.monotonic()
     deadline = started + s.ssh.wait
@@ -314,7 +303,7 @@ def connect(s: Settings, layout: Layout, endpoint: Endpoint, say: Callable[[str]
 
 def _read_stamp(layout: Layout) -> str | None:
     try:
-        return _stamp_path(layout).read_text().strip() or None
+        return layout.known_hosts_stamp.read_text().strip() or None
     except OSError:
         return None
 
@@ -343,13 +332,10 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _dry(c: Any) -> bool:
-    return bool(c.config.run.dry)
-
-
-def run_verify(c: Any, s: Settings, layout: Layout, host: str | None, identity: str | None, as_json: bool) -> None:
-    """`invoke verify`: resolve the target, connect, run the checks, print them; a failed check is a UserError."""
-    dry = _dry(c)
+def run_verify(c: Any, s: Settings, host: str | None, identity: str | None, as_json: bool) -> None:
+    """`verify`: resolve the target, connect, run the checks, print them; a failed check is a UserError."""
+    layout = Layout.of(s)
+    dry = is_dry(c)
     endpoint = resolve(c, s, layout, host, identity, dry=dry)
     if dry:
         checks = planned(s, endpoint.hub_url)
@@ -406,10 +392,10 @@ def ssh_command(s: Settings, layout: Layout, target: Target) -> list[str]:
     return [*command, f"{target.user}@{host}"]
 
 
-def run_ssh(c: Any, s: Settings, layout: Layout, host: str | None, identity: str | None,
-            command: str | None) -> int:
-    """`invoke ssh`: an interactive shell (the system ssh client), or one command via fabric; returns its status."""
-    dry = _dry(c)
+def run_ssh(c: Any, s: Settings, host: str | None, identity: str | None, command: str | None) -> int:
+    """`ssh`: an interactive shell (the system ssh client), or one command via fabric; returns its status."""
+    layout = Layout.of(s)
+    dry = is_dry(c)
     endpoint = resolve(c, s, layout, host, identity, dry=dry)
     if dry and command is not None:
         print(f"ssh (dry run, no connection): would run {command!r} on {endpoint.target} via {endpoint.source}")

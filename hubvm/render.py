@@ -1,26 +1,26 @@
-"""Render every generated file under builds/ from templates/, http/ and the settings. Runs no tool.
+"""Render every generated file under builds/ from templates/ and the settings. Runs no tool.
 
 `plan(s)` computes the files (path -> text) without writing; `write(plan)` writes them, each through a temporary
-file and a rename, so a reader never sees half a file.
+file and a rename, so a reader never sees half a file. Every value reaches its file with that file's quoting:
+JSON for Packer's variables, JSON strings (valid YAML) for YAML files, Ruby single-quoted strings for the
+Vagrantfile (a double-quoted Ruby string would run `#{...}`), and the schema's checks for the line-based preseed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import jinja2
-
-from hubvm import stamps
+from hubvm import baseimage, guest, stamps
 from hubvm.layout import Layout
 from hubvm.settings import Settings, image_source
 
-# Where the guest sees vm.data when it is a synced folder; the shared_data role links it for every user.
-SHARED_DATA_MOUNT = "/media/shared_data"
+PACKER_TEMPLATES = Path("templates") / "packer"
+# What is copied verbatim from templates/packer/ into builds/packer/ (os/ and http/ are read, not copied)
+PACKER_COPIED = ("box.pkr.hcl", "plugins.pkr.hcl", "scripts")
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,16 @@ class File:
     mode: int = 0o644
 
 
-def _environment(project: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+def ruby_string(value: object) -> str:
+    """A Ruby single-quoted string literal: only \\ and ' are special in it (no interpolation)."""
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _environment(project: Path) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(project)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -39,6 +47,8 @@ def _environment(project: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # none of the outputs is HTML
     )
+    env.filters["ruby"] = ruby_string
+    return env
 
 
 def box_name(s: Settings) -> str:
@@ -65,11 +75,9 @@ def packer_variables(s: Settings) -> dict[str, Any]:
         "guest_os_type": s.os_data["virtualbox_guest_os_type"],
         "accelerator": s.vm.accelerator,
         "environment": guest_environment(s),
-        "output_box": str(Path("..") / "boxes" / ".partial" / layout.box_file.name),
+        "output_box": str(Path("..") / layout.partial_dir.relative_to(layout.builds) / layout.box_file.name),
     }
     if s.image.source == "mirror":
-        from hubvm import baseimage  # the mirror source's own module (its image and kernel arguments)
-
         variables.update(baseimage.packer_variables(s, layout))
     return variables
 
@@ -94,9 +102,21 @@ def ansible_context(s: Settings) -> dict[str, Any]:
     return {
         "ca_certificates": [{"name": p.name if p.suffix == ".crt" else f"{p.stem}.crt", "content": p.read_text()}
                             for p in s.guest.ca_certificates],
-        "shared_data_source": SHARED_DATA_MOUNT if s.vm.data else "",
+        "shared_data_source": guest.SHARED_DATA_MOUNT if s.vm.data else "",
         "ssh_public_key": s.export.ssh_public_key.read_text().strip() if s.export.ssh_public_key else "",
+        "hub_paths": s.hub_paths,
+        "guest": guest,
     }
+
+
+def _copied_packer_files(s: Settings, layout: Layout) -> list[File]:
+    """The Packer template and its scripts are plain files: copied so that builds/packer is self-contained."""
+    root = s.project_dir / PACKER_TEMPLATES
+    files = []
+    for source in stamps.files_under(*(root / name for name in PACKER_COPIED)):
+        mode = 0o755 if source.suffix == ".sh" else 0o644
+        files.append(File(layout.packer_dir / source.relative_to(root), source.read_text(), mode))
+    return files
 
 
 def plan(s: Settings) -> list[File]:
@@ -105,27 +125,23 @@ def plan(s: Settings) -> list[File]:
     env = _environment(s.project_dir)
 
     def render(template: str, **extra: Any) -> str:
-        return env.get_template(template).render(s=s, **extra)
+        return env.get_template(str(PACKER_TEMPLATES / template) if template.startswith("http/") else template
+                                ).render(s=s, **extra)
 
     files = [File(layout.packer_vars, json.dumps(packer_variables(s), indent=2) + "\n")]
-    # The Packer template and its scripts are plain files: copied so that builds/packer is self-contained
-    packer_templates = s.project_dir / "templates" / "packer"
-    for source in stamps.files_under(packer_templates):
-        mode = 0o755 if source.suffix == ".sh" else 0o644
-        files.append(File(layout.packer_dir / source.relative_to(packer_templates), source.read_text(), mode))
-
+    files += _copied_packer_files(s, layout)
     if s.os_data["answer_file"] == "preseed":
         files.append(File(layout.http_dir / "preseed.cfg", render(f"http/{s.vm.os}/preseed.cfg.j2",
                                                                    mirror=mirror_parts(s))))
     else:
-        files += [File(layout.http_dir / name, render(f"http/{s.vm.os}/{name}.j2")) for name in ("user-data",
-                                                                                                 "meta-data")]
+        files += [File(layout.http_dir / name, render(f"http/{s.vm.os}/{name}.j2"))
+                  for name in ("user-data", "meta-data")]
     files += [File(layout.http_dir / "cloud" / name, render(f"http/cloud/{name}.j2"))
               for name in ("user-data", "meta-data")]
 
     ansible_dir = s.project_dir / "ansible"
     files.append(File(layout.vagrantfile, render(
-        "templates/vagrant/Vagrantfile.j2", box_name=box_name(s), shared_data_mount=SHARED_DATA_MOUNT,
+        "templates/vagrant/Vagrantfile.j2", box_name=box_name(s), shared_data_mount=guest.SHARED_DATA_MOUNT,
         playbook=str(ansible_dir / "playbook.yml"), ansible_cfg=str(ansible_dir / "ansible.cfg"),
         ansible_vars=str(layout.ansible_vars))))
     files.append(File(layout.ansible_vars, render("templates/ansible/vars.yml.j2", **ansible_context(s))))
@@ -143,14 +159,18 @@ def write(files: list[File]) -> list[Path]:
     return [f.path for f in files]
 
 
-def remove_rendered(layout: Layout) -> list[Path]:
-    """Delete what `render` writes (for `invoke clean`); returns what was there."""
-    removed = []
-    for path in (layout.packer_dir, layout.http_dir, layout.vagrantfile, layout.ansible_vars.parent):
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(path)
-        elif path.exists():
-            path.unlink()
-            removed.append(path)
-    return removed
+class Step(Protocol):
+    dry: bool
+
+    def say(self, message: str) -> None: ...
+
+
+def render_files(sh: Step, s: Settings) -> list[Path]:
+    """Render (under --dry: say what would be rendered, write nothing)."""
+    files = plan(s)
+    if sh.dry:
+        layout = Layout.of(s)
+        folders = sorted({f.path.relative_to(layout.builds).parts[0] for f in files})
+        sh.say(f"[dry run] would render {len(files)} files under builds/ ({', '.join(folders)})")
+        return [f.path for f in files]
+    return write(files)

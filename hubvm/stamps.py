@@ -35,9 +35,10 @@ def digest(files: Iterable[Path], data: Mapping[str, Any], base: Path) -> str:
 def box_inputs(s: Settings) -> tuple[list[Path], dict[str, Any]]:
     """What the base box is made of: the Packer template and scripts, the answer files, the OS data, the settings
     the box depends on. Package lists, hub settings and the Vagrantfile are not among them: they act at `up`."""
-    project = s.project_dir
-    files = files_under(project / "templates" / "packer", project / "http" / s.vm.os,
-                        project / "templates" / "os" / f"{s.vm.os}.yaml", project / "hubvm" / "baseimage.py")
+    packer = s.project_dir / "templates" / "packer"
+    files = files_under(packer / "box.pkr.hcl", packer / "plugins.pkr.hcl", packer / "scripts",
+                        packer / "http" / (s.vm.os if s.image.source == "iso" else s.image.source),
+                        packer / "os" / f"{s.vm.os}.yaml", s.project_dir / "hubvm" / "baseimage.py")
     data = {
         "vm": {k: getattr(s.vm, k) for k in ("os", "provider", "disk_gb", "accelerator")},
         "image": vars(s.image),

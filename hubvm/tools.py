@@ -1,24 +1,33 @@
-"""The host tools: where they are, which version, what to do when one is missing or too old.
+"""What this host must have for each task, and how to find out: tools, daemons, plugins, KVM, libguestfs.
 
-Pure functions parse what a tool prints; `probe` runs the version commands through an invoke Context (so
-MockContext tests see them). Version probes are read-only and also run under `invoke --dry`, so that a dry run
-prints the plan this machine would really follow (for example whether `packer init` is part of it).
+`needs(task, s)` is the one place that says what a task needs for a configuration; `probe(needs)` judges each
+need once per run (a `Probes` memo), and remembers the slow answers across runs in builds/cache/probes.json,
+keyed by the identity of what was probed (the binary's path, size and modification time; the plugin files; the
+kernel), so that a version is read again only when the tool changed. `require(...)` turns the findings into one
+UserError line (under --dry: a warning). Each finding has a status a program can test:
+
+  ok | missing (install it: the apt-get line) | too old | not running (a service that does not answer)
+  | not usable here (present, but this host cannot use it: KVM that hangs, no VirtualBox kernel driver)
+  | not packaged (this distribution has no package: the download page)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from hubvm.errors import UserError
 
-from hubvm.settings import Settings
+OK, MISSING, TOO_OLD, NOT_RUNNING, NOT_USABLE, NOT_PACKAGED = (
+    "ok", "missing", "too old", "not running", "not usable here", "not packaged")
 
 
 @dataclass(frozen=True)
@@ -53,51 +62,20 @@ TOOLS: dict[str, Tool] = {t.key: t for t in (
 
 VAGRANT_LIBVIRT_MINIMUM = "0.11.0"
 # Packer 1.7 brought `packer init` and required_plugins; from 1.10 on the builders are plugins only.
-PACKER_INIT_SINCE = Version("1.7.0")
+PACKER_INIT_SINCE = "1.7.0"
 PACKER_PLUGINS = {
     "qemu": ("github.com/hashicorp/qemu", ">= 1.1.0"),
     "virtualbox": ("github.com/hashicorp/virtualbox", ">= 1.1.0"),
     "vagrant": ("github.com/hashicorp/vagrant", ">= 1.1.0"),
 }
+LIBVIRT_URI = "qemu:///system"
+# vagrant-libvirt's `vagrant package` runs these by name
+GUESTFS_COMMANDS = ("virt-sysprep", "virt-sparsify")
+KVM_PROBE_SECONDS = 20
 
 
-def needed(s: Settings) -> list[str]:
-    """The tools this configuration needs, in the order a build uses them."""
-    keys = []
-    if s.image.source == "mirror":
-        keys += ["mmdebstrap"]
-    keys += ["packer", "vagrant", "ansible_playbook"]
-    keys += ["vboxmanage"] if s.vm.provider == "virtualbox" else ["virsh", "qemu_system"]
-    if s.vm.provider == "libvirt" or s.image.source == "mirror" or "qcow2" in s.export.formats:
-        keys += ["qemu_img"]
-    return list(dict.fromkeys(keys))
-
-
-def locate(command: str, search_path: str | None = None) -> str | None:
-    """A configured tool: a path, or a name on PATH or beside this Python (a virtualenv's bin/)."""
-    if os.sep in command:
-        path = Path(command).expanduser()
-        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    path = search_path if search_path is not None else os.environ.get("PATH", "")
-    return shutil.which(command, path=os.pathsep.join([path, str(Path(sys.executable).parent)]))
-
-
-def parse_version(pattern: str, output: str) -> Version | None:
-    match = re.search(pattern, output, re.MULTILINE)
-    if not match:
-        return None
-    try:
-        return Version(match.group(1))
-    except InvalidVersion:
-        return None
-
-
-def parse_vagrant_plugins(output: str) -> dict[str, Version]:
-    """`vagrant plugin list` -> {"vagrant-libvirt": Version("0.11.2")}."""
-    plugins = {}
-    for name, version in re.findall(r"^(\S+) \((\d+(?:\.\d+)+)", output, re.MULTILINE):
-        plugins[name] = Version(version)
-    return plugins
+# ---------------------------------------------------------------------------------------------------------------
+# Findings
 
 
 @dataclass(frozen=True)
@@ -105,11 +83,22 @@ class Finding:
     """One line of `invoke check`."""
 
     name: str
-    path: str | None
-    version: Version | None
-    minimum: str
-    ok: bool
-    fix: str
+    status: str
+    fix: str = ""
+    path: str | None = None
+    version: str | None = None
+    minimum: str = "-"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def apt_fix(packages: str, why: str = "") -> str:
+    return f"install it: sudo apt-get install {packages}" + (f" ({why})" if why else "")
 
 
 def install_hint(tool: Tool) -> str:
@@ -118,89 +107,357 @@ def install_hint(tool: Tool) -> str:
     return f"install it from {tool.download}"
 
 
+def parse_version(pattern: str, output: str) -> str | None:
+    from packaging.version import InvalidVersion, Version
+
+    match = re.search(pattern, output, re.MULTILINE)
+    if not match:
+        return None
+    try:
+        return str(Version(match.group(1)))
+    except InvalidVersion:
+        return None
+
+
+def older(version: str, minimum: str) -> bool:
+    from packaging.version import Version
+
+    return Version(version) < Version(minimum)
+
+
 def assess(tool: Tool, path: str | None, output: str) -> Finding:
     """Judge one tool from where it was found and what its version command printed."""
     if path is None:
-        return Finding(tool.label, None, None, tool.minimum, False, install_hint(tool))
+        status = MISSING if tool.debian else NOT_PACKAGED
+        return Finding(tool.label, status, install_hint(tool), None, None, tool.minimum)
     version = parse_version(tool.pattern, output)
     if version is None:
-        return Finding(tool.label, path, None, tool.minimum, False,
-                       f"`{path} {tool.version_args}` printed no version; check the installation")
-    if version < Version(tool.minimum):
-        return Finding(tool.label, path, version, tool.minimum, False,
-                       f"upgrade to {tool.minimum} or newer: {install_hint(tool).split(': ', 1)[-1]}")
-    return Finding(tool.label, path, version, tool.minimum, True, "")
+        return Finding(tool.label, MISSING, f"`{path} {tool.version_args}` printed no version; check the "
+                       "installation", path, None, tool.minimum)
+    if older(version, tool.minimum):
+        return Finding(tool.label, TOO_OLD, f"upgrade to {tool.minimum} or newer: "
+                       f"{install_hint(tool).split(': ', 1)[-1]}", path, version, tool.minimum)
+    return Finding(tool.label, OK, "", path, version, tool.minimum)
+
+
+def parse_vagrant_plugins(output: str) -> dict[str, str]:
+    """`vagrant plugin list` -> {"vagrant-libvirt": "0.11.2"}."""
+    return dict(re.findall(r"^(\S+) \((\d+(?:\.\d+)+)", output, re.MULTILINE))
 
 
 def assess_vagrant_libvirt(output: str) -> Finding:
     version = parse_vagrant_plugins(output).get("vagrant-libvirt")
-    hint = "install it: sudo apt-get install vagrant-libvirt (or: vagrant plugin install vagrant-libvirt)"
+    hint = apt_fix("vagrant-libvirt") + " (or: vagrant plugin install vagrant-libvirt)"
     if version is None:
-        return Finding("vagrant-libvirt", None, None, VAGRANT_LIBVIRT_MINIMUM, False, hint)
-    ok = version >= Version(VAGRANT_LIBVIRT_MINIMUM)
-    return Finding("vagrant-libvirt", "vagrant plugin", version, VAGRANT_LIBVIRT_MINIMUM, ok, "" if ok else hint)
+        return Finding("vagrant-libvirt", MISSING, hint, None, None, VAGRANT_LIBVIRT_MINIMUM)
+    if older(version, VAGRANT_LIBVIRT_MINIMUM):
+        return Finding("vagrant-libvirt", TOO_OLD, hint, "vagrant plugin", version, VAGRANT_LIBVIRT_MINIMUM)
+    return Finding("vagrant-libvirt", OK, "", "vagrant plugin", version, VAGRANT_LIBVIRT_MINIMUM)
 
 
-Runner = Callable[[str], Any]  # runs a read-only command, returns an object with .stdout and .ok
+def assess_command(name: str, path: str | None, package: str, why: str) -> Finding:
+    """A command needed by name (dnsmasq, virt-sysprep, sfdisk, ...): present or not."""
+    return Finding(name, OK if path else MISSING, "" if path else apt_fix(package, why), path)
 
 
-def probe(run: Runner, s: Settings, keys: Iterable[str] | None = None) -> list[Finding]:
-    """Find and judge each needed tool (and the vagrant-libvirt plugin when the provider is libvirt)."""
-    keys = list(keys) if keys is not None else needed(s)
-    findings = []
-    for key in keys:
-        tool = TOOLS[key]
-        path = locate(getattr(s.tools, key))
-        output = ""
-        if path is not None:
-            result = run(f"{path} {tool.version_args}")
-            output = (result.stdout or "") + (result.stderr or "")
-        findings.append(assess(tool, path, output))
-    if s.vm.provider == "libvirt" and "virsh" in keys:  # the provider's own needs, with its tools
-        vagrant, virsh = locate(s.tools.vagrant), locate(s.tools.virsh)
-        if vagrant is not None:
-            findings.append(assess_vagrant_libvirt(run(f"{vagrant} plugin list").stdout or ""))
-        if virsh is not None:
-            findings.append(assess_libvirtd(run(f"{virsh} -c {LIBVIRT_URI} uri")))
-        findings += [assess_guestfs(name, locate(name)) for name in GUESTFS_COMMANDS]
-    return findings
-
-
-# vagrant-libvirt's `vagrant package` runs these by name (and fails without them)
-GUESTFS_COMMANDS = ("virt-sysprep", "virt-sparsify")
-
-
-def assess_guestfs(name: str, path: str | None) -> Finding:
-    fix = "" if path else "install it: sudo apt-get install libguestfs-tools (vagrant-libvirt's package needs it)"
-    return Finding(name, path, None, "-", path is not None, fix)
-
-
-LIBVIRT_URI = "qemu:///system"
-
-
-def assess_libvirtd(result: Any) -> Finding:
+def assess_libvirtd(ok: bool, output: str) -> Finding:
     """vagrant-libvirt talks to the system libvirt daemon: it must answer."""
-    ok = bool(getattr(result, "ok", False)) and LIBVIRT_URI in (result.stdout or "")
-    fix = "" if ok else "start it: sudo systemctl start libvirtd (and add yourself to the libvirt group)"
-    return Finding("libvirt daemon", LIBVIRT_URI if ok else None, None, "-", ok, fix)
+    if ok and LIBVIRT_URI in output:
+        return Finding("libvirt daemon", OK, "", LIBVIRT_URI)
+    return Finding("libvirt daemon", NOT_RUNNING, "start it: sudo systemctl start libvirtd (and add yourself to "
+                   "the libvirt group)")
+
+
+def assess_kvm(status: str, detail: str) -> Finding:
+    """KVM as the bounded probe found it: works, absent, or present but hanging (see kvm_probe_command)."""
+    if status == OK:
+        return Finding("KVM", OK, "", "/dev/kvm")
+    return Finding("KVM", NOT_USABLE, f"{detail}; set vm.accelerator: tcg (QEMU software emulation, about 6x "
+                   "slower)", "/dev/kvm" if os.path.exists("/dev/kvm") else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What each task needs (the one place that says it)
+
+
+def needs(task: str, s: Any) -> list[str]:
+    """The names of the needs of `task` for the settings `s`, in the order a build meets them."""
+    libvirt = s.vm.provider == "libvirt"
+    provider = (["virsh", "libvirt daemon", "qemu_system", "dnsmasq", "vagrant-libvirt"]
+                + (["KVM"] if s.vm.accelerator == "kvm" else []) + (["rsync"] if s.vm.data else [])
+                if libvirt else ["vboxmanage", "vboxdrv"])
+    mirror = ["mmdebstrap", "mke2fs", "sfdisk", "archive keyring"] if s.image.source == "mirror" else []
+    builder = ["qemu_system", "qemu_img"] + (["KVM"] if s.vm.accelerator == "kvm" else []) if libvirt \
+        else ["vboxmanage", "vboxdrv"]
+    table = {
+        "pack": [*mirror, "packer", *builder],
+        "up": ["vagrant", "ansible_playbook", *provider],
+        "provision": ["ansible_playbook"],
+        "provision-vagrant": ["vagrant", "ansible_playbook"],
+        "export": ["vagrant", "ansible_playbook", *provider]
+        + ([*GUESTFS_COMMANDS, "libguestfs appliance"] if libvirt else [])
+        + (["qemu_img"] if "qcow2" in s.export.formats else []),
+    }
+    table["all"] = table["pack"] + table["up"] + table["export"]
+    table["check"] = table["all"]
+    return list(dict.fromkeys(table.get(task, [])))
+
+
+def needs_of_run(task_names: Iterable[str], s: Any) -> list[str]:
+    """Everything a run of these tasks needs (pre-tasks included), each once."""
+    names = [name for name in task_names if name != "check"]  # check reports; it needs nothing to run
+    if "all" in names:
+        names = ["pack", "up", "export"]
+    return list(dict.fromkeys(need for task in names for need in needs(task, s)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Probing
+
+
+def locate(command: str, search_path: str | None = None) -> str | None:
+    """A configured tool: a path, or a name on PATH or beside this Python (a virtualenv's bin/)."""
+    if os.sep in command:
+        path = Path(command).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    path = search_path if search_path is not None else os.environ.get("PATH", "")
+    extra = os.pathsep.join(["/usr/sbin", "/sbin"])  # dnsmasq, mke2fs, sfdisk live here; not on every user's PATH
+    return shutil.which(command, path=os.pathsep.join([path, str(Path(sys.executable).parent), extra]))
+
+
+def command(s: Any, key: str) -> str:
+    """The command to type for a configured tool: its path when found, else the configured name."""
+    return locate(getattr(s.tools, key)) or getattr(s.tools, key)
+
+
+def identity(*paths: str | os.PathLike[str] | None) -> str:
+    """What a cached answer depends on: each path's real location, size and modification time."""
+    parts = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            real = os.path.realpath(path)
+            info = os.stat(real)
+            parts.append(f"{real}:{info.st_size}:{info.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{path}:absent")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+Runner = Callable[[str], Any]  # runs a read-only command, returns an object with .ok, .stdout, .stderr
+
+
+class Probes:
+    """The answers of one run (each probe runs at most once), backed by a cache file across runs."""
+
+    def __init__(self, run: Runner, cache_file: Path | None = None, write: bool = True) -> None:
+        self.run = run
+        self.cache_file = cache_file
+        self.write = write
+        self.memo: dict[str, Finding] = {}
+        self.stored: dict[str, dict[str, Any]] = {}
+        if cache_file is not None:
+            try:
+                self.stored = json.loads(cache_file.read_text())
+            except (OSError, ValueError):
+                self.stored = {}
+
+    def cached(self, key: str, ident: str, compute: Callable[[], Finding]) -> Finding:
+        entry = self.stored.get(key)
+        if entry and entry.get("identity") == ident:
+            return Finding(**entry["finding"])
+        finding = compute()
+        if finding.status not in (NOT_RUNNING,):  # a daemon's state is asked anew each run
+            self.stored[key] = {"identity": ident, "finding": finding.as_dict()}
+            self._save()
+        return finding
+
+    def _save(self) -> None:
+        if self.cache_file is None or not self.write:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(self.cache_file.name + ".tmp")
+        tmp.write_text(json.dumps(self.stored, indent=1, sort_keys=True))
+        tmp.replace(self.cache_file)
+
+    def find(self, name: str, s: Any) -> Finding:
+        if name not in self.memo:
+            self.memo[name] = self._judge(name, s)
+        return self.memo[name]
+
+    def _judge(self, name: str, s: Any) -> Finding:
+        if name in TOOLS:
+            tool = TOOLS[name]
+            path = locate(getattr(s.tools, name))
+            if path is None:
+                return assess(tool, None, "")
+
+            def version() -> Finding:
+                result = self.run(f"{_q(path)} {tool.version_args}")
+                return assess(tool, path, (result.stdout or "") + (result.stderr or ""))
+
+            return self.cached(f"tool:{name}", identity(path), version)
+        if name == "vagrant-libvirt":
+            vagrant = locate(s.tools.vagrant)
+            if vagrant is None:
+                return Finding(name, MISSING, "install Vagrant first")
+            home = Path(os.environ.get("VAGRANT_HOME", "~/.vagrant.d")).expanduser()
+            ident = identity(vagrant, home / "plugins.json", "/usr/share/vagrant-plugins/plugins.d",
+                             "/usr/share/rubygems-integration/all/specifications")
+            return self.cached("vagrant-libvirt", ident,
+                               lambda: assess_vagrant_libvirt(self.run(f"{_q(vagrant)} plugin list").stdout or ""))
+        if name == "libvirt daemon":
+            virsh = locate(s.tools.virsh)
+            if virsh is None:
+                return Finding(name, MISSING, apt_fix("libvirt-daemon-system libvirt-clients"))
+            result = self.run(f"{_q(virsh)} -c {LIBVIRT_URI} uri")
+            return assess_libvirtd(bool(getattr(result, "ok", False)), result.stdout or "")
+        if name in COMMANDS:
+            executable, package, why = COMMANDS[name]
+            return assess_command(name, locate(executable), package, why)
+        if name == "archive keyring":
+            return assess_keyring(s)
+        if name == "libguestfs appliance":
+            return self.cached("libguestfs appliance", identity(locate("supermin"), *_kernels()),
+                               lambda: assess_guestfs_appliance(self.run, s))
+        if name == "KVM":
+            qemu = locate(s.tools.qemu_system)
+            return self.cached("KVM", identity(qemu, "/dev/kvm", "/proc/version", *_kernels()),
+                               lambda: probe_kvm(self.run, qemu))
+        if name == "vboxdrv":
+            ok = os.path.exists("/dev/vboxdrv")
+            return Finding("VirtualBox kernel driver", OK if ok else NOT_USABLE, "" if ok else
+                           "load it: sudo /sbin/vboxconfig (VirtualBox's driver; absent in containers)",
+                           "/dev/vboxdrv" if ok else None)
+        raise AssertionError(f"no probe for {name}")
+
+
+def _q(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
+
+
+# name -> (executable, Debian package, why it is needed)
+COMMANDS = {
+    "dnsmasq": ("dnsmasq", "dnsmasq-base", "libvirt's NAT networks, vagrant-libvirt's management network"),
+    "rsync": ("rsync", "rsync", "vagrant-libvirt copies vm.data into the VM with rsync"),
+    "mke2fs": ("mke2fs", "e2fsprogs", "the mirror image's file system"),
+    "sfdisk": ("sfdisk", "fdisk", "the mirror image's partition table"),
+    **{name: (name, "libguestfs-tools", "vagrant-libvirt's package runs it") for name in GUESTFS_COMMANDS},
+}
+
+KEYRINGS = {"debian": ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
+            "ubuntu": ("/usr/share/keyrings/ubuntu-archive-keyring.gpg", "ubuntu-keyring")}
+
+
+def assess_keyring(s: Any) -> Finding:
+    """mmdebstrap checks the mirror's signatures with the distribution's keyring (or the one the OS data names)."""
+    configured = s.os_data.get("mirror", {}).get("keyring") or ""
+    path, package = (configured, "") if configured else KEYRINGS[s.os_data["family"]]
+    ok = os.path.isfile(path)
+    return Finding(f"{s.os_data['family']} archive keyring", OK if ok else MISSING,
+                   "" if ok else apt_fix(package, "mmdebstrap verifies the mirror with it") if package
+                   else f"give a keyring file at {path}", path if ok else None)
+
+
+def _kernels() -> list[str]:
+    return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
+
+
+def assess_guestfs_appliance(run: Runner, s: Any) -> Finding:
+    """libguestfs builds its appliance from the host's kernel (supermin): it must find one it can read, and the
+    appliance must start (libguestfs-test-tool, software emulation where KVM is not used)."""
+    name = "libguestfs appliance"
+    readable = [k for k in _kernels() if os.access(k, os.R_OK)]
+    if not readable:
+        return Finding(name, MISSING, "supermin finds no readable kernel in /boot: sudo apt-get install "
+                       "linux-image-amd64 (Ubuntu: linux-image-generic)" + (
+                           "; or make /boot/vmlinuz-* readable" if _kernels() else ""))
+    test_tool = locate("libguestfs-test-tool")
+    if test_tool is None:
+        return Finding(name, MISSING, apt_fix("libguestfs-tools"))
+    env = "LIBGUESTFS_BACKEND_SETTINGS=force_tcg " if s.vm.accelerator == "tcg" else ""
+    result = run(f"{env}timeout 600 {_q(test_tool)}")
+    if getattr(result, "ok", False):
+        return Finding(name, OK, "", readable[-1])
+    output = (result.stdout or "") + (result.stderr or "")
+    lines = [line for line in output.splitlines() if "error" in line.lower()] or output.splitlines()[-1:] or ["?"]
+    return Finding(name, NOT_USABLE, f"libguestfs-test-tool failed ({lines[-1].strip()[:120]}); run it to see "
+                   "why", readable[-1])
+
+
+def kvm_probe_command(qemu: str, kernel: str, seconds: int = KVM_PROBE_SECONDS) -> str:
+    """Boot the host's kernel with KVM and no root file system: it panics at once where KVM works (about 1 s),
+    and prints nothing where KVM hangs (as on some nested hosts), which the timeout turns into exit status 124."""
+    return (f"timeout -k 5 {seconds} {_q(qemu)} -accel kvm -m 256 -display none -nodefaults -no-reboot "
+            f"-serial stdio -kernel {_q(kernel)} -append 'console=ttyS0 panic=-1 loglevel=4'")
+
+
+def probe_kvm(run: Runner, qemu: str | None) -> Finding:
+    if not os.path.exists("/dev/kvm"):
+        return assess_kvm("absent", "/dev/kvm does not exist (no KVM on this host)")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return assess_kvm("denied", "/dev/kvm is not readable and writable for you (add yourself to the kvm "
+                          "group)")
+    if qemu is None:
+        return assess_kvm("unknown", "QEMU is not installed, so KVM could not be tried")
+    kernels = [k for k in _kernels() if os.access(k, os.R_OK)]
+    if not kernels:
+        return Finding("KVM", MISSING, "no readable kernel in /boot to try KVM with: sudo apt-get install "
+                       "linux-image-amd64 (libguestfs needs it too)")
+    result = run(kvm_probe_command(qemu, kernels[-1]))
+    exited = getattr(result, "exited", None)
+    if "Kernel panic" in (result.stdout or ""):
+        return assess_kvm(OK, "")
+    if exited in (124, 137):
+        return assess_kvm("hangs", f"a guest started with KVM printed nothing within {KVM_PROBE_SECONDS} s "
+                          "(KVM hangs on this host)")
+    detail = ((result.stderr or "").strip().splitlines() or [f"exit status {exited}"])[-1][:120]
+    return assess_kvm("fails", f"QEMU could not start a guest with KVM ({detail})")
+
+
+def probe(run: Runner, s: Any, names: Iterable[str], cache_file: Path | None = None,
+          write: bool = True) -> list[Finding]:
+    probes = Probes(run, cache_file, write)
+    return [probes.find(name, s) for name in names]
+
+
+def require(probes: Probes, s: Any, names: Iterable[str], dry: bool) -> dict[str, str]:
+    """Judge the needs; anything not ok stops the run with one line (under --dry: a warning, once per run).
+    Returns {label: version} of the tools found (for the manifest)."""
+    findings = [probes.find(name, s) for name in names]
+    problems = [f"{f.name} {f.status}: {f.fix}" for f in findings if not f.ok]
+    if problems:
+        message = "; ".join(problems) + " (hubvm check lists everything)"
+        if not dry:
+            raise UserError(message)
+        if message not in _DRY_WARNINGS:
+            _DRY_WARNINGS.add(message)
+            print(f"[dry run] the real run would stop here: {message}", flush=True)
+    return {f.name: f.version for f in findings if f.version is not None}
+
+
+_DRY_WARNINGS: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # How the Packer command line adapts to the Packer version
 
 
-def packer_uses_init(version: Version) -> bool:
+def packer_uses_init(version: str) -> bool:
     """Packer >= 1.7 reads required_plugins and installs them with `packer init` (needed from 1.10 on)."""
-    return version >= PACKER_INIT_SINCE
+    return not older(version, PACKER_INIT_SINCE)
 
 
-def packer_commands(packer: str, version: Version, only: str, var_file: str) -> list[str]:
+def packer_commands(packer: str, version: str, only: str, var_file: str) -> list[str]:
     """The commands `pack` runs in builds/packer/, for this Packer version.
 
     Packer 1.6 reads the single template file (it rejects the required_plugins block of plugins.pkr.hcl);
     newer Packer reads the whole folder, so plugins.pkr.hcl declares the builders it must install first.
     """
     target = "." if packer_uses_init(version) else "box.pkr.hcl"
-    commands = [f"{packer} init ."] if packer_uses_init(version) else []
-    commands.append(f"{packer} build -force -only={only} -var-file={var_file} {target}")
+    commands = [f"{_q(packer)} init ."] if packer_uses_init(version) else []
+    commands.append(f"{_q(packer)} build -force -only={only} -var-file={var_file} {target}")
     return commands

@@ -3,10 +3,10 @@
 # and passes builds/packer/variables.pkrvars.json (rendered from the configuration).
 #
 #   source                 provider    base image
-#   virtualbox-iso.iso     virtualbox  installer ISO + preseed/autoinstall served from ../http
-#   virtualbox-ovf.cloud   virtualbox  official cloud image (OVA), cloud-init seeded from ../http/cloud
-#   qemu.iso               libvirt     installer ISO + preseed/autoinstall served from ../http
-#   qemu.cloud             libvirt     official cloud image (qcow2), cloud-init seeded from ../http/cloud
+#   virtualbox-iso.iso     virtualbox  installer ISO + preseed/autoinstall served from http/
+#   virtualbox-ovf.cloud   virtualbox  official cloud image (OVA), cloud-init seeded from http/cloud/
+#   qemu.iso               libvirt     installer ISO + preseed/autoinstall served from http/
+#   qemu.cloud             libvirt     official cloud image (qcow2), cloud-init seeded from http/cloud/
 #   qemu.mirror            libvirt     disk image built from a package mirror by `invoke pack` (no installer)
 #
 # Packer runs in builds/packer/, so relative paths are relative to that folder.
@@ -111,7 +111,7 @@ source "virtualbox-iso" "iso" {
   memory               = var.memory
   disk_size            = var.disk_size
   hard_drive_interface = "sata"
-  http_directory       = "../http"
+  http_directory       = "http"
   boot_wait            = var.boot_wait
   boot_command         = var.boot_command
   headless             = var.headless
@@ -130,7 +130,7 @@ source "virtualbox-ovf" "cloud" {
   source_path          = var.iso_url
   checksum             = var.iso_checksum
   headless             = var.headless
-  http_directory       = "../http"
+  http_directory       = "http"
   ssh_username         = var.ssh_username
   ssh_password         = var.ssh_password
   ssh_timeout          = var.ssh_timeout
@@ -156,7 +156,7 @@ source "qemu" "base" {
   disk_interface   = "virtio"
   net_device       = "virtio-net"
   format           = "qcow2"
-  http_directory   = "../http"
+  http_directory   = "http"
   headless         = var.headless
   ssh_username     = var.ssh_username
   ssh_password     = var.ssh_password

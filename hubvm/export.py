@@ -1,0 +1,95 @@
+"""export: the provisioned VM made clone-safe, packaged, laid out in builds/vm/ for each target; then the build
+VM is destroyed. builds/vm/ is assembled in builds/vm.partial/ and renamed into place when complete."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Any
+
+from hubvm import stamps, tools
+from hubvm.artifacts import artifact_paths, box_disk, lay_out_ovf, size, write_checksums_and_manifest
+from hubvm.errors import UserError
+from hubvm.layout import Layout
+from hubvm.report import StepResult
+from hubvm.settings import Settings
+from hubvm.shell import Shell, q, rel, require, step
+from hubvm.vagrant import vagrant_env
+
+# vagrant-libvirt's `vagrant package` runs these and only prints their errors: a failure that matters
+GUESTFS_FAILURE = re.compile(r"^(virt-sysprep|virt-sparsify): error: (.*)$", re.MULTILINE)
+
+
+def export_is_current(s: Settings) -> bool:
+    """builds/vm/ was exported from the current box and configuration, and all its artifacts are there."""
+    layout = Layout.of(s)
+    digest = stamps.export_digest(s, stamps.box_digest(s))
+    return stamps.read(layout.export_stamp) == digest and all(p.exists() for p in artifact_paths(s, layout))
+
+
+def export(c: Any, s: Settings) -> StepResult:
+    """Prepare the VM for cloning, package it, lay out what each target loads, then destroy the build VM."""
+    layout = Layout.of(s)
+    if export_is_current(s):
+        print(f"export: {rel(layout.vm_dir, s.project_dir)} is up to date (box and configuration unchanged)")
+        return StepResult("export", "skipped", 0.0, "up to date")
+    versions = require(c, s, layout, "export")
+    box_digest = stamps.box_digest(s)
+    digest = stamps.export_digest(s, box_digest)
+    vagrant = q(tools.command(s, "vagrant"))
+    partial = layout.vm_partial
+    with step(c, "export", layout) as sh:
+        if not sh.dry:
+            shutil.rmtree(partial, ignore_errors=True)
+            (partial / "box").mkdir(parents=True)
+        box = partial / f"{s.vm.name}.box"
+        sh.run(f"{vagrant} provision --provision-with cleanup", cwd=layout.vagrant_dir, env=vagrant_env(s))
+        packaged = sh.run(f"{vagrant} package --output {q(box)}", cwd=layout.vagrant_dir, env=vagrant_env(s))
+        check_guestfs(packaged, layout)
+        sh.run(f"tar -xzf {q(rel(box, s.project_dir))} -C {q(rel(partial / 'box', s.project_dir))}",
+               cwd=s.project_dir)
+        convert_disks(sh, s, partial)
+        if not sh.dry:
+            write_checksums_and_manifest(s, partial, versions, digest, box_digest)
+            shutil.rmtree(partial / "box")
+            if layout.vm_dir.exists():
+                shutil.rmtree(layout.vm_dir)
+            partial.replace(layout.vm_dir)
+            stamps.write(layout.export_stamp, digest)
+        else:
+            sh.say(f"[dry run] would write SHA256SUMS and manifest.json, then move them to "
+                   f"{rel(layout.vm_dir, s.project_dir)}")
+        sh.run(f"{vagrant} destroy -f", cwd=layout.vagrant_dir, env=vagrant_env(s))
+        sizes = ", ".join(f"{p.name} {size(p)}" for p in artifact_paths(s, layout) if p.exists())
+        return StepResult("export", "dry run" if sh.dry else "ran", sh.log.elapsed(), sizes)
+
+
+def check_guestfs(result: Any, layout: Layout) -> None:
+    """`vagrant package` (vagrant-libvirt) ignores the exit status of virt-sysprep and virt-sparsify: their
+    errors on its output make the export fail here, rather than ship a box that was never sysprepped."""
+    output = f"{getattr(result, 'stdout', '') or ''}\n{getattr(result, 'stderr', '') or ''}"
+    failure = GUESTFS_FAILURE.search(output)
+    if failure:
+        raise UserError(f"vagrant package: {failure.group(1)} failed ({failure.group(2).strip()[:160]}), so the box "
+                        f"was not prepared; see {layout.log('export')} and run hubvm check (libguestfs appliance)")
+
+
+def convert_disks(sh: Shell, s: Settings, partial: Any) -> None:
+    unpacked = partial / "box"
+    disk = box_disk(s, unpacked)
+    if "qcow2" in s.export.formats:
+        target = partial / f"{s.vm.name}.qcow2"
+        # compressed, as distributions ship their cloud images: 4.0 GiB -> 1.5 GiB for the full build test's
+        # hub (about 2 min more here); a guest decompresses a cluster when it first writes it
+        sh.run(f"{q(tools.command(s, 'qemu_img'))} convert -c -O qcow2 {q(rel(disk, s.project_dir))} "
+               f"{q(rel(target, s.project_dir))}", cwd=s.project_dir)
+    others = set(s.export.formats) - {"qcow2"}
+    if not others:
+        return
+    if sh.dry:
+        for fmt in sorted(others):
+            sh.say(f"[dry run] would lay out {fmt} from {rel(unpacked, s.project_dir)}")
+        return
+    lay_out_ovf(s, unpacked, partial)
+
+

@@ -1,0 +1,34 @@
+"""Paths inside the guest, declared once. The roles get them through the rendered variables
+(templates/ansible/vars.yml.j2), verify's checks read them here; neither spells them a second time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HubPaths:
+    """Where a hub flavour keeps its parts."""
+
+    hub_env: str       # the environment the hub itself runs in
+    user_env: str      # the environment the users' kernels run in
+    config_dir: str    # the hub's configuration
+    state_dir: str     # per-instance secrets: cookie secret, database, passwords (made anew in each copy)
+
+    @property
+    def database(self) -> str:
+        return f"{self.state_dir}/jupyterhub.sqlite"
+
+
+HUB_PATHS = {
+    # TLJH's layout below its prefix /opt/tljh (TLJH_INSTALL_PREFIX)
+    "tljh": HubPaths("/opt/tljh/hub", "/opt/tljh/user", "/opt/tljh/config", "/opt/tljh/state"),
+    "pypi": HubPaths("/opt/jupyterhub/hub", "/opt/jupyterhub/user", "/etc/jupyterhub", "/var/lib/jupyterhub"),
+}
+HUB_SERVICE = "jupyterhub"
+
+# The shared data: the folder, where the VM sees vm.data (a synced folder), and every new user's link to it
+SHARED_DATA_DIR = "/srv/shared_data"
+SHARED_DATA_MOUNT = "/media/shared_data"
+SHARED_DATA_LINK = "shared_data"
+SKEL_LINK = f"/etc/skel/{SHARED_DATA_LINK}"
