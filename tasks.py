@@ -14,7 +14,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from hubvm.errors import UserError, user_errors
-from hubvm.program import flag_settings, layers_of
+from hubvm.program import layers_of, task_flags
 
 IP_HELP = 'host-only IP of the VM, or "dhcp" (vm.ip)'
 DATA_HELP = 'host folder shared with every hub user, or "none" (vm.data)'
@@ -25,7 +25,7 @@ IDENTITY_HELP = "private key file (ssh.identity); for the Vagrant VM it replaces
 def settings(c, ip=None, data=None):
     from hubvm import settings as settings_module
 
-    return settings_module.load(layers_of(c.config), flag_settings({"ip": ip, "data": data}))
+    return settings_module.load(layers_of(c.config), task_flags(c.config, {"ip": ip, "data": data}))
 
 
 @task(help={"json": "print the findings as JSON (status: ok | missing | too old | not running | not usable here | "

@@ -147,8 +147,9 @@ def find_layer_file(prefix: str) -> Path | None:
 # One layer against the schema
 
 
-def _nearest_section(name: str) -> str | None:
-    return schema.suggest(name, list(schema.SECTIONS), cutoff=0.6)
+def _nearest_section(name: str, cutoff: float = 0.6) -> str | None:
+    """The section of ours a name is close to (in a shared file, a name this close is taken for a typo)."""
+    return schema.suggest(name, list(schema.SECTIONS), cutoff=cutoff)
 
 
 def file_layer(data: Mapping[str, Any], source: str, shared: bool) -> Layer:
@@ -161,9 +162,9 @@ def file_layer(data: Mapping[str, Any], source: str, shared: bool) -> Layer:
                     raise UserError(f"{source}: {section} is invoke's own section and must hold keys, not "
                                     f"{_described(body)}; see invoke's documentation")
                 continue
-            near = _nearest_section(section)
-            if shared and near is None:
+            if shared and _nearest_section(section) is None:
                 continue  # another program's section
+            near = _nearest_section(section, cutoff=0.5)
             fix = f"did you mean {near}?" if near else f"the sections are {', '.join(schema.SECTIONS)}"
             raise ConfigError(section, body, f"unknown setting (in {source})", fix)
         if body is None:
@@ -194,7 +195,9 @@ def _kind_fix(setting: schema.Setting) -> str:
     fixes = {"text": "write a single value (quote it if YAML reads it as something else)",
              "integer": "write a whole number", "number": "write a number such as 2 or 0.5",
              "boolean": "write true or false, unquoted", "list": "write a YAML list such as [a, b]"}
-    return fixes[setting.kind.name]
+    specific = schema.fix_of(setting)
+    return f"{fixes[setting.kind.name]}: {specific}" if specific and setting.kind.name != "list" else \
+        fixes[setting.kind.name]
 
 
 def env_layer(environ: Mapping[str, str]) -> Layer:
@@ -286,8 +289,7 @@ def defaults_layer(project_dir: Path = PROJECT_DIR) -> Layer:
     """invoke.yaml: every setting with its default; a setting missing there is a defect of the project."""
     path = project_dir / DEFAULTS_FILE
     layer = file_layer(read_file(path, DEFAULTS_FILE), DEFAULTS_FILE, shared=False)
-    missing = [key for key in schema if key.partition(".")[2] not in layer.values.get(key.partition(".")[0],
-                                                                                         {})]
+    missing = [s.key for s in schema.SETTINGS if s.name not in layer.values.get(s.section, {})]
     if missing:
         raise UserError(f"{DEFAULTS_FILE}: has no default for {', '.join(missing)}; restore it from git")
     return layer

@@ -100,9 +100,6 @@ class Layout:
     def packer_cache(self) -> Path:
         return self.cache_dir / "packer"
 
-    @property
-    def probes_cache(self) -> Path:
-        return self.cache_dir / "probes.json"
 
     @property
     def vagrant_machine_id(self) -> Path:

@@ -61,6 +61,7 @@ class HubConfig(Config):
     hubvm_runtime: Layer | None = None
     hubvm_runtime_path: str | None = None
     hubvm_probes: Any = None  # the tool probes of this run (hubvm.shell.probes)
+    hubvm_run_flags: Mapping[str, Any] = {}  # settings given as flags to any task of the run (see Executor)
 
     def __init__(self, *args: Any, system_prefix: str | None = None, user_prefix: str | None = None,
                  **kwargs: Any) -> None:
@@ -112,7 +113,7 @@ class HubConfig(Config):
         new = super().clone(into)
         if isinstance(new, HubConfig):
             for name in ("hubvm_project_dir", "hubvm_prefixes", "hubvm_system", "hubvm_user", "hubvm_env",
-                         "hubvm_runtime", "hubvm_runtime_path", "hubvm_probes"):
+                         "hubvm_runtime", "hubvm_runtime_path", "hubvm_probes", "hubvm_run_flags"):
                 setattr(new, name, getattr(self, name))
         return new
 
@@ -145,6 +146,14 @@ def _hidden(names: list[str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def task_flags(config: Any, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a task's flags give, over those given to the other tasks of the run: invoke calls a pre-task
+    (pack, before up) without the flags of the task that asked for it, yet `up -i X` means X for the whole run."""
+    own = flag_settings(flags)
+    run = config.hubvm_run_flags if isinstance(config, HubConfig) else {}
+    return {key: own[key] if own[key] is not None else run.get(key) for key in own}
+
+
 def layers_of(config: Any) -> Layers:
     """The run's layers from a task's config: HubConfig's, or invoke.yaml alone (a bare Config in unit tests)."""
     if isinstance(config, HubConfig):
@@ -166,7 +175,9 @@ class Executor(invoke.Executor):
 
         try:
             layers = self.config.hubvm_layers
-            checked = [settings.load(layers, flag_settings(call.kwargs)) for call in direct]
+            given = [flag_settings(call.kwargs) for call in direct]
+            self.config.hubvm_run_flags = {k: v for flags in given for k, v in flags.items() if v is not None}
+            checked = [settings.load(layers, task_flags(self.config, call.kwargs)) for call in direct]
             names = [call.task.name for call in self.expand_calls(list(direct))]
             if checked:
                 s = checked[-1]
@@ -190,6 +201,15 @@ def _hand_over_to_hubvm() -> None:
 
 class HubProgram(Program):
     """invoke's Program with this project's tasks, and parser errors said in one plain line."""
+
+    def __init__(self, project_dir: Path, system_prefix: str | None = None, **kwargs: Any) -> None:
+        self.project_dir = project_dir
+        self.system_prefix = system_prefix  # /etc/ unless a test points it elsewhere
+        super().__init__(**kwargs)
+
+    def create_config(self) -> None:
+        self.config = self.config_class(system_prefix=self.system_prefix)
+        self.config.hubvm_project_dir = self.project_dir
 
     def parse_core(self, argv: list[str] | None) -> None:
         try:
@@ -235,11 +255,20 @@ def plain_parse_error(message: str, task: str | None, binary: str = "hubvm") -> 
            f"{binary} --list lists the tasks"
 
 
-def namespace() -> Collection:
+def find_project(start: Path) -> Path:
+    """The project a command works on: the nearest folder at or above `start` with tasks.py and invoke.yaml (as
+    invoke finds tasks.py), else the one this package belongs to."""
+    for folder in (start, *start.parents):
+        if (folder / "tasks.py").is_file() and (folder / "invoke.yaml").is_file():
+            return folder
+    return PROJECT_DIR
+
+
+def namespace(project_dir: Path) -> Collection:
     """The tasks of the project's tasks.py."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tasks", PROJECT_DIR / "tasks.py")
+    spec = importlib.util.spec_from_file_location("tasks", project_dir / "tasks.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("tasks", module)
@@ -247,8 +276,9 @@ def namespace() -> Collection:
     return Collection.from_module(module)
 
 
-def program() -> HubProgram:
-    return HubProgram(name="hubvm", binary="hubvm", version=__version__, namespace=namespace(),
+def program(project_dir: Path | None = None, system_prefix: str | None = None) -> HubProgram:
+    project = project_dir or find_project(Path.cwd())
+    return HubProgram(project, system_prefix, name="hubvm", binary="hubvm", version=__version__, namespace=namespace(project),
                       config_class=HubConfig, executor_class=Executor)
 
 

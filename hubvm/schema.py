@@ -169,6 +169,16 @@ def no_control_characters(key: str, value: str) -> None:
                           "remove it; a value is one line of plain text")
 
 
+def with_fix(fix: str) -> Callable[[Check], Check]:
+    """Attach the fix a check suggests, so that a value of the wrong kind gets the same advice."""
+
+    def attach(check: Check) -> Check:
+        check.fix = fix  # type: ignore[attr-defined]
+        return check
+
+    return attach
+
+
 def text(pattern: str | None = None, fix: str = "set a value", allow_empty: bool = False,
          refuse: Callable[[str], str | None] | None = None) -> Check:
     """Text matched whole against `pattern`; `refuse` returns a problem for values the pattern lets through."""
@@ -187,7 +197,7 @@ def text(pattern: str | None = None, fix: str = "set a value", allow_empty: bool
             raise ConfigError(key, value, problem, fix)
         return value
 
-    return check
+    return with_fix(fix)(check)
 
 
 def integer(low: int, high: int, unit: str = "", refuse: Mapping[int, str] | None = None) -> Check:
@@ -198,7 +208,7 @@ def integer(low: int, high: int, unit: str = "", refuse: Mapping[int, str] | Non
             raise ConfigError(key, value, refuse[value], f"set another number from {low} to {high}{unit}")
         return value
 
-    return check
+    return with_fix(f"set a number from {low} to {high}{unit}")(check)
 
 
 def number(low_exclusive: float, high: float, fix: str) -> Check:
@@ -207,7 +217,7 @@ def number(low_exclusive: float, high: float, fix: str) -> Check:
             raise ConfigError(key, value, "is out of range", fix)
         return value
 
-    return check
+    return with_fix(fix)(check)
 
 
 def choice(*choices: str) -> Check:
@@ -216,7 +226,7 @@ def choice(*choices: str) -> Check:
             raise ConfigError(key, value, "is not one of the choices", f"use one of: {', '.join(choices)}")
         return value
 
-    return check
+    return with_fix(f"use one of: {', '.join(choices)}")(check)
 
 
 def boolean(key: str, value: bool, _: Context) -> bool:
@@ -290,7 +300,8 @@ UNIX_NAME = r"[a-z][a-z0-9_-]{0,31}"
 # Hub user names: JupyterHub's names of the pypi flavour's configuration (the Linux account is "jupyter-" + name)
 HUB_NAME = r"[a-z][a-z0-9_-]{0,22}"
 HOST_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-URL = r"(https?)://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+"
+# No quotes, $, backquotes, backslashes or spaces: URLs reach /etc/environment, apt and preseed files
+URL = r"(https?)://[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+"
 HASHES = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 
 
@@ -586,12 +597,17 @@ BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS))
 
 
-def keys() -> list[str]:
+def all_keys() -> list[str]:
     return list(BY_KEY)
 
 
 def section_keys(section: str) -> list[str]:
     return [s.name for s in SETTINGS if s.section == section]
+
+
+def fix_of(setting: Setting) -> str | None:
+    """The fix a setting's check suggests, where it has one."""
+    return getattr(setting.check, "fix", None)
 
 
 def suggest(word: str, choices: list[str], cutoff: float = 0.5) -> str | None:

@@ -88,10 +88,7 @@ def parse(layers: Layers, flags: Layer | None = None) -> Settings:
     os_data = read_file(layers.project_dir / schema.OS_DIR / f"{values['vm']['os']}.yaml")
     settings = Settings(**{name: SECTION_CLASSES[name](**body) for name, body in values.items()},
                         os_data=os_data, project_dir=layers.project_dir)
-    try:
-        _cross_checks(settings)
-    except ConfigError as error:
-        raise error.came_from(sources.get(error.key)) from None
+    _cross_checks(settings)  # rules between settings: the message names the settings involved
     return settings
 
 

@@ -79,7 +79,7 @@ def step(c: Any, name: str, layout: Layout) -> Iterator[Shell]:
 
 
 def probes(c: Any, layout: Layout) -> Any:
-    """The tool probes of this run: one memo per invoke run (kept on its config), backed by builds/cache/."""
+    """The tool probes of this run: one memo per run (kept on its config), backed by the user's cache."""
     from hubvm import tools
 
     config = c.config
@@ -89,7 +89,7 @@ def probes(c: Any, layout: Layout) -> Any:
         existing = None
     if existing is not None:
         return existing
-    found = tools.Probes(lambda command: Shell(c).probe(command), layout.probes_cache, write=not is_dry(c))
+    found = tools.Probes(lambda command: Shell(c).probe(command), tools.probes_cache(), write=not is_dry(c))
     with contextlib.suppress(AttributeError, TypeError):
         config.hubvm_probes = found  # a real attribute of HubConfig; a plain Config keeps it as a value
     return found

@@ -1,7 +1,7 @@
 """What this host must have for each task, and how to find out: tools, daemons, plugins, KVM, libguestfs.
 
 `needs(task, s)` is the one place that says what a task needs for a configuration; `probe(needs)` judges each
-need once per run (a `Probes` memo), and remembers the slow answers across runs in builds/cache/probes.json,
+need once per run (a `Probes` memo), and remembers the slow answers across runs in ~/.cache/hubvm/probes.json,
 keyed by the identity of what was probed (the binary's path, size and modification time; the plugin files; the
 kernel), so that a version is read again only when the tool changed. `require(...)` turns the findings into one
 UserError line (under --dry: a warning). Each finding has a status a program can test:
@@ -205,9 +205,8 @@ def needs(task: str, s: Any) -> list[str]:
 
 def needs_of_run(task_names: Iterable[str], s: Any) -> list[str]:
     """Everything a run of these tasks needs (pre-tasks included), each once."""
-    names = [name for name in task_names if name != "check"]  # check reports; it needs nothing to run
-    if "all" in names:
-        names = ["pack", "up", "export"]
+    # check only reports; all checks the whole run itself, once it knows there is something to build
+    names = [name for name in task_names if name not in ("check", "all")]
     return list(dict.fromkeys(need for task in names for need in needs(task, s)))
 
 
@@ -246,6 +245,13 @@ def identity(*paths: str | os.PathLike[str] | None) -> str:
 
 
 Runner = Callable[[str], Any]  # runs a read-only command, returns an object with .ok, .stdout, .stderr
+
+
+def probes_cache() -> Path:
+    """Where the slow answers are kept across runs: a fact about this machine, so in the user's cache, not in a
+    project's builds/ (XDG_CACHE_HOME, else ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hubvm" / "probes.json"
 
 
 class Probes:

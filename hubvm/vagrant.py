@@ -96,7 +96,7 @@ def clean(c: Any, s: Settings, everything: bool = False) -> list[Path]:
     if vm_exists(layout):
         raise UserError(f"a VM still exists ({rel(layout.vagrant_dir, s.project_dir)}/.vagrant): destroy it "
                         "first with hubvm destroy")
-    targets = [layout.packer_dir, layout.http_dir, layout.vagrant_dir, layout.ansible_vars.parent, layout.logs_dir,
+    targets = [layout.packer_dir, layout.vagrant_dir, layout.ansible_vars.parent, layout.logs_dir,
                layout.partial_dir, layout.vm_partial, layout.ssh_dir]
     if everything:
         targets += [layout.boxes_dir, layout.vm_dir, layout.base_image_dir, layout.cache_dir]

@@ -1,4 +1,5 @@
-"""Validation of the configuration: each bad value is one ConfigError naming the key, the value and the fix."""
+"""Validation of the merged configuration: each bad value is one ConfigError naming the key, the value, where it
+came from and the fix; the rules between settings; the shipped profiles."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from hubvm import settings
-from hubvm.errors import ConfigError, UserError
-from tests.conftest import REPO
+from hubvm.errors import ConfigError
+from hubvm.layers import Layers, defaults_layer, file_layer, read_file
+from tests.conftest import REPO, settings_with
 
 
 def parse(**overrides: object) -> settings.Settings:
     """Settings from invoke.yaml with dotted overrides such as parse(**{"vm.ip": "dhcp"})."""
-    return settings.parse(settings.merge(settings.defaults(REPO), settings.dotted(overrides)), REPO)
+    return settings_with(REPO, **overrides)
 
 
 def test_defaults_are_valid() -> None:
@@ -23,13 +25,14 @@ def test_defaults_are_valid() -> None:
     assert s.vm.data is None
     assert s.hub.admin_users == ("admin",)
     assert s.user_env == "/opt/tljh/user"
+    assert s.hub_paths.state_dir == "/opt/tljh/state"
     assert s.os_data["codename"] == "bookworm"
 
 
 @pytest.mark.parametrize("profile", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_profile_is_valid(profile: str) -> None:
-    raw = settings.merge(settings.defaults(REPO), settings.load_yaml_file(REPO / "config" / profile))
-    s = settings.parse(raw, REPO)
+    path = REPO / "config" / profile
+    s = settings.parse(Layers((defaults_layer(REPO), file_layer(read_file(path), profile, shared=False)), REPO))
     assert s.vm.name
 
 
@@ -55,6 +58,7 @@ BAD = [
     ({"image.source": "floppy"}, "image.source", "not one of the choices", "iso, cloud, mirror"),
     ({"image.url": "https://example.org/x.iso"}, "image.checksum", "is empty while image.url is set", "sha256:"),
     ({"image.checksum": "12345"}, "image.checksum", "not a checksum", "sha256:"),
+    ({"image.checksum": "sha256:12345"}, "image.checksum", "64 hex digits", "sha256:"),
     ({"image.source": "mirror"}, "image.source", "VirtualBox cannot boot", "vm.provider libvirt"),
     ({"vm.provider": "libvirt", "export.formats": ["ova"]}, "export.formats", "come from VirtualBox builds",
      "[qcow2]"),
@@ -75,6 +79,17 @@ BAD = [
     ({"export.ssh_user": "vagrant"}, "export.ssh_user", "build user the export removes", "hubadmin"),
     ({"vm.cpu": 4}, "vm.cpu", "unknown setting", "did you mean vm.cpus?"),
     ({"vn.ip": "dhcp"}, "vn", "unknown setting", "did you mean vm?"),
+    ({"ssh.user": "root"}, "ssh.user", "root or a system account", "such as vagrant"),
+    ({"export.ssh_user": "root"}, "export.ssh_user", "root or a system account", "hubadmin"),
+    ({"hub.admin_users": ["root"]}, "hub.admin_users", "root or a system account", "such as admin"),
+    ({"hub.port": 22}, "hub.port", "the guest's SSH port", "another number"),
+    ({"vm.hub_host_port": 80}, "vm.hub_host_port", "out of range", "need root"),
+    ({"hub.memory_limit": "0G"}, "hub.memory_limit", "less than 128M", "2G"),
+    ({"vm.hostname": "hub\n"}, "vm.hostname", "control character", "one line"),
+    ({"packages.python": ["numpy", None]}, "packages.python", "not a list", "YAML list"),
+    ({"vm.provider": "libvirt", "vm.ip": "127.0.0.2", "export.formats": ["qcow2"]}, "vm.ip", "loopback",
+     "host-only address"),
+    ({"image.url": "/no/such.qcow2", "image.checksum": "none"}, "image.url", "no such file", "existing image"),
 ]
 
 
@@ -85,6 +100,9 @@ def test_bad_value_names_key_value_and_fix(overrides: dict, key: str, problem: s
     message = str(caught.value)
     assert caught.value.key == key
     assert message.startswith(f"{key} = ")
+    if caught.value.value != "" and "also" not in message and "VirtualBox cannot" not in message and \
+            "come from" not in message and "build user" not in message:
+        assert "(in overrides)" in message or "(from overrides)" in message
     assert problem in message
     assert fix in message
     assert "\n" not in message
@@ -113,22 +131,19 @@ def test_ca_certificate_must_hold_a_pem(tmp_path: Path) -> None:
 def test_public_key_must_be_an_openssh_public_key(tmp_path: Path) -> None:
     private = tmp_path / "id_ed25519"
     private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
-    with pytest.raises(ConfigError, match="not an OpenSSH public key"):
+    with pytest.raises(ConfigError, match="not one OpenSSH public key"):
         parse(**{"export.ssh_public_key": str(private)})
 
 
-def test_malformed_yaml_file_is_one_line_with_position(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("vm:\n  ip: [unclosed\n")
-    with pytest.raises(UserError) as caught:
-        settings.load_yaml_file(bad)
-    assert "malformed YAML at line 3" in str(caught.value)
-    assert "\n" not in str(caught.value)
+def test_a_fractional_cpu_limit_and_the_c_locale_are_accepted() -> None:
+    s = parse(**{"hub.cpu_limit": 0.5, "vm.locale": "C.UTF-8"})
+    assert (s.hub.cpu_limit, s.vm.locale) == (0.5, "C.UTF-8")
 
 
-def test_merge_replaces_lists_and_merges_dicts() -> None:
-    merged = settings.merge({"a": {"x": 1, "y": [1, 2]}}, {"a": {"y": [3]}})
-    assert merged == {"a": {"x": 1, "y": [3]}}
+def test_the_error_names_the_layer_a_bad_value_came_from() -> None:
+    env = Layers((defaults_layer(REPO),), REPO)
+    with pytest.raises(ConfigError, match=r"vm.cpus = 0: is out of range \(from task flags\)"):
+        settings.parse(env, file_layer({"vm": {"cpus": 0}}, "task flags", shared=False))
 
 
 def test_cloud_source_needs_a_cloud_image_for_the_provider() -> None:
