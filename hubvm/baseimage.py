@@ -1,6 +1,6 @@
 """image.source "mirror": a bootable base disk built from a package mirror, with no installer and no loop device.
 
-The route, each step a command line (so `invoke --dry pack` prints them and MockContext tests see them):
+The route, each step a command line (so `hubvm --dry pack` prints them and MockContext tests see them):
 
 1. mmdebstrap bootstraps the system into a directory (the OS's package list from templates/packer/os/<os>.yaml);
    its customize hook, templates/packer/scripts/mirror-customize.sh, writes fstab, networking, the serial

@@ -1,4 +1,4 @@
-"""The checks of `invoke verify`: one guest probe script, and pure functions from its output to named checks.
+"""The checks of `hubvm verify`: one guest probe script, and pure functions from its output to named checks.
 
 Every guest command of verify runs in one SSH round-trip: `probe_script(s)` is a bash script whose sections
 (`@@hubvm-section NAME` ... `@@hubvm-status N`) `parse_sections` cuts apart; `evaluate` turns them, and the

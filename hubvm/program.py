@@ -278,7 +278,8 @@ def namespace(project_dir: Path) -> Collection:
 
 def program(project_dir: Path | None = None, system_prefix: str | None = None) -> HubProgram:
     project = project_dir or find_project(Path.cwd())
-    return HubProgram(project, system_prefix, name="hubvm", binary="hubvm", version=__version__, namespace=namespace(project),
+    return HubProgram(project, system_prefix, name="hubvm", binary="hubvm", version=__version__,
+                      namespace=namespace(project),
                       config_class=HubConfig, executor_class=Executor)
 
 

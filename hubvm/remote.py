@@ -10,7 +10,7 @@ known_hosts (builds/ssh/known_hosts), never in ~/.ssh/known_hosts:
 
 `verify` runs every guest probe in one SSH round-trip (one shell script whose sections are parsed here), asks the
 hub's API from the host with urllib, and turns the outputs into `Check`s with pure functions, so the evaluation is
-tested without a machine. Under `invoke --dry` nothing connects: the plan (target, hub URL, checks and their
+tested without a machine. Under `hubvm --dry` nothing connects: the plan (target, hub URL, checks and their
 expectations) is printed. `vagrant ssh-config` is a read-only probe and runs even then, so the plan names the
 port Vagrant really assigned; when the VM does not exist yet the plan says so instead of failing.
 """
@@ -125,7 +125,7 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
     if not layout.vagrantfile.is_file():
         if dry:
             return _guess(s, key, f"the Vagrant VM, not created yet ({layout.vagrantfile} is missing)")
-        raise UserError(f"no Vagrant VM: {layout.vagrantfile} is missing; run invoke up, or give --host")
+        raise UserError(f"no Vagrant VM: {layout.vagrantfile} is missing; run hubvm up, or give --host")
     result = Shell(c).probe(f"{vagrant} ssh-config", cwd=layout.vagrant_dir)
     if not result.ok:
         # Vagrant's messages run over several lines and sentences: the first sentence says what is wrong
@@ -133,7 +133,7 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         reason = message.split(". ")[0].rstrip(".")[:200] or f"exit status {result.exited}"
         if dry:
             return _guess(s, key, f"the Vagrant VM, not running now: {reason}")
-        raise UserError(f"vagrant ssh-config failed ({reason}); is the VM running? (invoke up)")
+        raise UserError(f"vagrant ssh-config failed ({reason}); is the VM running? (hubvm up)")
     reported = from_ssh_config(result.stdout)
     identity_file = key or s.ssh.identity or reported.identity
     if s.ssh.via == "forwarded":
@@ -244,7 +244,7 @@ def connect(s: Settings, layout: Layout, endpoint: Endpoint, say: Callable[[str]
     """An open fabric Connection, retrying until ssh.wait while the machine boots; failures are one UserError line."""
     target = endpoint.target
     known_hosts = layout.known_hosts
-    hint = ("is the VM running? (invoke up)" if endpoint.vagrant
+    hint = ("is the VM running? (hubvm up)" if endpoint.vagrant
             else f"is the machine up, with sshd listening on port {target.port}?")
     machine_id = vagrant_machine_id(layout) if endpoint.vagrant else None
 

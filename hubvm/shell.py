@@ -1,6 +1,6 @@
 """How every external command runs: one wrapper over the invoke Context's `run`, and one way to open a step.
 
-Every command goes through `Shell.run`, so `invoke --dry` prints it without running it, MockContext tests see the
+Every command goes through `Shell.run`, so `hubvm --dry` prints it without running it, MockContext tests see the
 sequence, and a step's output streams to the terminal and to builds/logs/<step>.log. Read-only queries (a
 version, a list) go through `Shell.probe`, which runs even under --dry so that a dry run prints the plan this
 machine would really follow. Under --dry nothing is written or deleted.

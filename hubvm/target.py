@@ -80,7 +80,7 @@ def from_ssh_config(text: str) -> Target:
         if key and key not in fields:
             fields[key] = value.strip().strip('"')
     if "HostName" not in fields:
-        raise UserError("vagrant ssh-config reported no HostName: is the VM running? (invoke up)")
+        raise UserError("vagrant ssh-config reported no HostName: is the VM running? (hubvm up)")
     identity = Path(fields["IdentityFile"]) if "IdentityFile" in fields else None
     return Target(fields["HostName"], fields.get("User", "vagrant"), int(fields.get("Port", "22")), identity)
 

@@ -80,7 +80,7 @@ KVM_PROBE_SECONDS = 20
 
 @dataclass(frozen=True)
 class Finding:
-    """One line of `invoke check`."""
+    """One line of `hubvm check`."""
 
     name: str
     status: str

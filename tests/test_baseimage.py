@@ -9,14 +9,14 @@ import pytest
 
 from hubvm import baseimage, settings
 from hubvm.layout import Layout
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_with
 
 UUID = "0b7c54a2-3f35-4b8e-9d2c-1f0e6a1d2c3b"
 MIRROR = {"image.source": "mirror", "vm.provider": "libvirt", "export.formats": ["qcow2"]}
 
 
 def parse(**overrides: object) -> settings.Settings:
-    return settings.parse(settings.merge(settings.defaults(REPO), settings.dotted({**MIRROR, **overrides})), REPO)
+    return settings_with(REPO, **{**MIRROR, **overrides})
 
 
 class Recorder:

@@ -142,5 +142,5 @@ def test_layers_merge_in_order_and_remember_where_each_value_came_from() -> None
 
 def test_defaults_must_define_every_setting(tmp_path: Path) -> None:
     (tmp_path / "invoke.yaml").write_text("vm:\n  name: x\n")
-    with pytest.raises(UserError, match="has no default for vm.hostname"):
+    with pytest.raises(UserError, match=r"has no default for vm\.hostname"):
         layers.defaults_layer(tmp_path)

@@ -87,7 +87,8 @@ def test_environment_strings_of_the_wrong_kind_are_refused(kind: schema.Kind, te
     (schema.INTEGER, 5, True), (schema.INTEGER, "5", True), (schema.INTEGER, True, False), (schema.INTEGER, 5.5, False),
     (schema.NUMBER, 0.5, True), (schema.NUMBER, "0.5", True), (schema.NUMBER, False, False),
     (schema.BOOLEAN, True, True), (schema.BOOLEAN, "true", False), (schema.BOOLEAN, 1, False),
-    (schema.LIST, ["a", 1], True), (schema.LIST, "a", True), (schema.LIST, [None], False), (schema.LIST, [["a"]], False),
+    (schema.LIST, ["a", 1], True), (schema.LIST, "a", True), (schema.LIST, [None], False),
+    (schema.LIST, [["a"]], False),
     (schema.LIST, {"a": 1}, False), (schema.LIST, [True], False),
 ])
 def test_each_kind_accepts_only_its_shapes(kind: schema.Kind, value: object, accepted: bool) -> None:

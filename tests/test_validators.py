@@ -32,12 +32,13 @@ from typing import Any
 
 import pytest
 import yaml
-from packaging.version import Version
 
-from hubvm import render, settings, steps, tools
+from hubvm import render, settings, tools
 from hubvm.errors import ConfigError
+from hubvm.layers import Layer, Layers, defaults_layer, file_layer, read_file
 from hubvm.layout import Layout
-from tests.conftest import REPO, copy_project
+from hubvm.pack import packer_source
+from tests.conftest import REPO, copy_project, settings_with
 
 pytestmark = pytest.mark.validators
 
@@ -48,7 +49,7 @@ VALIDATORS = {"packer": "apt-get install packer", "vagrant": "apt-get install va
               "debconf-set-selections": "apt-get install debconf-utils", "ansible-playbook": VENV,
               "ansible-lint": VENV, "yamllint": VENV}
 # The parts of a project the rendered files refer to; each case's project links them and has a builds/ of its own
-SHARED_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "http", "ansible", "config", "data"]
+SHARED_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "ansible", "config", "data"]
 TIMEOUT = 120
 
 PROVIDERS = ("virtualbox", "libvirt")
@@ -78,10 +79,11 @@ class Case:
     def __str__(self) -> str:
         return self.name
 
-    def layers(self, project: Path) -> list[dict[str, Any]]:
-        layers: list[dict[str, Any]] = [settings.defaults(project)]
+    def layers(self, project: Path, image: Path | None = None) -> Layers:
+        layers: list[Layer] = [defaults_layer(project)]
         if self.profile:
-            layers.append(settings.load_yaml_file(project / "config" / f"{self.profile}.yaml"))
+            path = project / "config" / f"{self.profile}.yaml"
+            layers.append(file_layer(read_file(path), path.name, shared=False))
         overrides: dict[str, Any] = {"vm": dict(self.vm)}
         if self.source:
             overrides["image"] = {"source": self.source}
@@ -90,7 +92,12 @@ class Case:
         if self.guest:
             overrides["guest"] = guest_settings(dict(self.vm)["os"])
             overrides.setdefault("export", {})["ssh_public_key"] = "admin.pub"
-        return [*layers, overrides]
+        layers.append(file_layer(overrides, "case", shared=False))
+        source = Layers(tuple(layers), project).merged()[0]["image"]["source"]
+        if image is not None and source in ("iso", "cloud"):  # a local base image instead of the OS's download
+            layers.append(file_layer({"image": {"url": str(image), "checksum": f"sha256:{sha256(image)}"}}, "image",
+                                     shared=False))
+        return Layers(tuple(layers), project)
 
 
 # Files the guest settings name, written into each case's project
@@ -216,10 +223,7 @@ def render_case(case: Case, shared: Path, root: Path, image: Path) -> Rendered:
         (root / part).symlink_to(shared / part)
     for name, text in GUEST_FILES.items():
         (root / name).write_text(text)
-    raw = settings.merge(*case.layers(root))
-    if raw["image"]["source"] in ("iso", "cloud"):  # a local base image instead of the OS's download
-        raw = settings.merge(raw, {"image": {"url": str(image), "checksum": f"sha256:{sha256(image)}"}})
-    s = settings.parse(raw, root)
+    s = settings.parse(case.layers(root, image))
     render.write(render.plan(s))
     return Rendered(case, s, Layout.of(s))
 
@@ -228,15 +232,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def packer_version(env: dict[str, str]) -> Version | None:
+def packer_version(env: dict[str, str]) -> str | None:
     """The version `packer version` prints; None where packer is missing."""
     result = run(["packer", "version"], REPO, env)
     return tools.parse_version(tools.TOOLS["packer"].pattern, result.output)
 
 
-def packer_validate_argv(s: settings.Settings, version: Version) -> list[str]:
-    """What `invoke pack` runs for this Packer version, with `validate` in place of `build -force`."""
-    build = tools.packer_commands("packer", version, steps.packer_source(s), Layout.of(s).packer_vars.name)[-1]
+def packer_validate_argv(s: settings.Settings, version: str) -> list[str]:
+    """What `hubvm pack` runs for this Packer version, with `validate` in place of `build -force`."""
+    build = tools.packer_commands("packer", version, packer_source(s), Layout.of(s).packer_vars.name)[-1]
     assert " build -force " in build, build
     return shlex.split(build.replace(" build -force ", " validate ", 1))
 
@@ -253,7 +257,7 @@ def yamllint_config(overrides: dict[str, Any] | None = None) -> str:
 RENDERED_YAMLLINT = yamllint_config({"comments": {"require-starting-space": False, "min-spaces-from-content": 1}})
 
 
-def submit_case(pool: Pool, r: Rendered, version: Version | None) -> None:
+def submit_case(pool: Pool, r: Rendered, version: str | None) -> None:
     s, layout = r.settings, r.layout
     if version is not None and not tools.packer_uses_init(version):
         argv = packer_validate_argv(s, version)
@@ -262,7 +266,7 @@ def submit_case(pool: Pool, r: Rendered, version: Version | None) -> None:
                                        layout.packer_dir)
         # packer validate passes an -only name that matches no build: without a base image it must fail
         control = [*argv[:-1], "-var", "iso_url=", argv[-1]]
-        pool.submit(f"packer control {steps.packer_source(s)}", control, layout.packer_dir)
+        pool.submit(f"packer control {packer_source(s)}", control, layout.packer_dir)
     vagrant = ["vagrant", "validate"] + (["--ignore-provider"] if s.vm.provider == "virtualbox" else [])
     # Vagrantfiles that differ in the box name and the project's folder only are validated once (~1 s of CPU each)
     vagrantfile = re.sub(r"(?m)^  config\.vm\.box = .*$", "  config.vm.box = BOX", layout.vagrantfile.read_text())
@@ -289,7 +293,7 @@ def submit_case(pool: Pool, r: Rendered, version: Version | None) -> None:
 class Validation:
     rendered: dict[str, Rendered]
     pool: Pool
-    packer: Version | None
+    packer: str | None
     broken: dict[str, Path]  # what each negative test broke
 
     def result(self, case: Case, validator: str) -> Run:
@@ -406,9 +410,7 @@ def cases_where(predicate) -> list[Case]:
 
 def case_os(case: Case) -> str:
     if case.profile:
-        raw = settings.merge(settings.defaults(REPO),
-                             settings.load_yaml_file(REPO / "config" / f"{case.profile}.yaml"))
-        return raw["vm"]["os"]
+        return case.layers(REPO).merged()[0]["vm"]["os"]
     return dict(case.vm)["os"]
 
 
@@ -425,7 +427,7 @@ def test_every_value_of_every_axis_and_every_packer_source_is_covered(validation
              r.settings.vm.data is None) for r in validation.rendered.values()}
     for axis, values in enumerate([PROVIDERS, OSES, SOURCES, (True, False), (True, False)]):
         assert {combination[axis] for combination in seen} == set(values)
-    assert {steps.packer_source(r.settings) for r in validation.rendered.values()} == set(packer_builds())
+    assert {packer_source(r.settings) for r in validation.rendered.values()} == set(packer_builds())
 
 
 def packer_builds() -> list[str]:
@@ -440,10 +442,8 @@ def packer_builds() -> list[str]:
 
 @pytest.mark.parametrize(("provider", "os_name", "source"), REFUSED, ids=["-".join(r) for r in REFUSED])
 def test_settings_reject_combinations_that_cannot_be_built(provider: str, os_name: str, source: str) -> None:
-    raw = settings.merge(settings.defaults(REPO), {"vm": {"provider": provider, "os": os_name},
-                                                   "image": {"source": source}})
     with pytest.raises(ConfigError) as error:
-        settings.parse(raw, REPO)
+        settings_with(REPO, **{"vm.provider": provider, "vm.os": os_name, "image.source": source})
     assert error.value.key == "image.source"
     assert rejected(provider, os_name, source) in str(error.value)
 
@@ -504,7 +504,7 @@ def test_packer_166_rejects_the_plugins_file_so_pack_passes_the_template_alone(v
     assert "plugins.pkr.hcl" in folder.output, folder
     old = tools.packer_commands("packer", validation.packer, "qemu.iso", "v.json")
     assert old == ["packer build -force -only=qemu.iso -var-file=v.json box.pkr.hcl"]
-    new = tools.packer_commands("packer", Version("1.12.0"), "qemu.iso", "v.json")
+    new = tools.packer_commands("packer", "1.12.0", "qemu.iso", "v.json")
     assert new == ["packer init .", "packer build -force -only=qemu.iso -var-file=v.json ."]
 
 
