@@ -14,6 +14,7 @@ file every section must be this tool's or invoke's own.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -48,10 +49,13 @@ class Layer:
 # Reading one file
 
 
+@functools.cache
 def _yaml_loader() -> type:
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: about 20 times faster
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
         """PyYAML's safe loader, but a repeated key is an error (PyYAML keeps the last one silently)."""
 
     def construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -64,7 +68,7 @@ def _yaml_loader() -> type:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} appears twice (line {seen[key]} and line {mark.line + 1})", mark)
             seen[key] = key_node.start_mark.line + 1
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+        return base.construct_mapping(loader, node, deep=deep)
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     return StrictLoader

@@ -8,6 +8,7 @@ Vagrantfile (a double-quoted Ruby string would run `#{...}`), and the schema's c
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ def ruby_string(value: object) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@functools.cache
 def _environment(project: Path) -> Any:
     import jinja2
 

@@ -14,6 +14,7 @@ preseed file, a systemd unit, /etc/environment or a shell command).
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import math
 import os
@@ -80,7 +81,7 @@ class Kind:
             number = _parse_number(text)
             if number is None:
                 raise ValueError("is not a number")
-            return number
+            return self.coerce(number)  # "2" is 2, as it is in a YAML file
         if self.name == "boolean":
             word = text.strip().lower()
             if word in TRUE_WORDS:
@@ -359,11 +360,16 @@ def known_os(key: str, value: str, context: Context) -> str:
     return value
 
 
-def timezone(key: str, value: str, _: Context) -> str:
+@functools.cache
+def _time_zones() -> frozenset[str]:
     import zoneinfo
 
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone(key: str, value: str, _: Context) -> str:
     no_control_characters(key, value)
-    zones = zoneinfo.available_timezones()
+    zones = _time_zones()
     if value not in zones:
         near = difflib.get_close_matches(value, sorted(zones), n=1)
         raise ConfigError(key, value, "is not a time zone name", f"did you mean {near[0]}?" if near else

@@ -45,7 +45,7 @@ from tests.e2e.libvirt_host import LibvirtNamespace
 
 PROJECT = Path(__file__).resolve().parents[2]
 PROFILE = "config/e2e-libvirt.yaml"
-INVOKE = str(Path(sys.executable).parent / "invoke")
+HUBVM = str(Path(sys.executable).parent / "hubvm")
 VIRSH = ["virsh", "-c", "qemu:///system"]
 NETWORK = "hvb-e2e"  # libvirt network of the fresh VMs, inside the namespace
 NETWORK_XML = f"""<network><name>{NETWORK}</name><forward mode='nat'/>
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace, record: Record) -> None:
         env = {"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
         if args.fresh:
             t = time.monotonic()
-            status = stream(ns, [INVOKE, "-f", str(profile), "clean", "--all"], logs / f"e2e-{stamp}-clean.log", env)
+            status = stream(ns, [HUBVM, "-f", str(profile), "clean", "--all"], logs / f"e2e-{stamp}-clean.log", env)
             record.step("invoke clean --all", "ran" if status == 0 else "failed", time.monotonic() - t)
             if status:
                 raise StepFailed("invoke clean --all failed")
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, record: Record) -> None:
             record.step("invoke all (pack, up, export)", "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
         else:
             t = time.monotonic()
-            status = stream(ns, [INVOKE, "-f", str(profile), "all"], logs / f"e2e-{stamp}-all.log", env)
+            status = stream(ns, [HUBVM, "-f", str(profile), "all"], logs / f"e2e-{stamp}-all.log", env)
             record.step("invoke all (pack, up, export)", "ran" if status == 0 else "failed", time.monotonic() - t,
                         f"log builds/logs/e2e-{stamp}-all.log")
             if status:
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace, record: Record) -> None:
             # nothing changed: a second `invoke all` must skip every step
             t = time.monotonic()
             again = logs / f"e2e-{stamp}-all-again.log"
-            status = stream(ns, [INVOKE, "-f", str(profile), "all"], again, env)
+            status = stream(ns, [HUBVM, "-f", str(profile), "all"], again, env)
             statuses = step_statuses(again.read_text())
             skipped = status == 0 and set(statuses) == {"pack", "up", "verify", "export"} \
                 and set(statuses.values()) == {"skipped"}
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace, record: Record) -> None:
 
             t = time.monotonic()
             log = logs / f"e2e-{stamp}-verify-{copy.name}.log"
-            status = stream(ns, [INVOKE, "-f", str(profile), "verify", "--host", f"{ADMIN}@{copy.address}",
+            status = stream(ns, [HUBVM, "-f", str(profile), "verify", "--host", f"{ADMIN}@{copy.address}",
                                  "--identity", str(key)], log, env)
             record.step(f"invoke verify ({copy.name})", "passed" if status == 0 else "failed",
                         time.monotonic() - t, verify_detail(log.read_text(errors="replace")))

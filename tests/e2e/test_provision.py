@@ -1,10 +1,10 @@
-"""Provisioning proven on a real systemd host: `invoke provision --host` with the pypi flavour, then what a user
-sees (login, a server, Python and R kernels computing 5*4), `invoke verify`, idempotence, and the export cleanup.
+"""Provisioning proven on a real systemd host: `hubvm provision --host` with the pypi flavour, then what a user
+sees (login, a server, Python and R kernels computing 5*4), `hubvm verify`, idempotence, and the export cleanup.
 
 The host is a Debian 12 systemd-nspawn guest in a network namespace of this test (tests/e2e/hosts.py), reached
 as root with a key made here. The host's CA certificates (/usr/local/share/ca-certificates/*.crt: this
 machine's TLS-intercepting proxy) reach the guest through the project's own setting guest.ca_certificates.
-Everything runs through the real `invoke` binary in a private copy of the project, so the working tree's
+Everything runs through the real `hubvm` command in a private copy of the project, so the working tree's
 builds/ is never touched. Tests depend on each other's order (file order): provision, check, provision again,
 clean up for export, reboot.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import INVOKE, copy_project
+from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
 from tests.e2e.hubclient import HubClient, HubError
@@ -86,7 +86,7 @@ class Site:
         return Run(process.wait(), "".join(lines), time.monotonic() - started)
 
     def invoke(self, *args: str, timeout: float = 1200) -> Run:
-        return self.run(INVOKE, "-f", str(self.settings), *args, timeout=timeout)
+        return self.run(HUBVM, "-f", str(self.settings), *args, timeout=timeout)
 
     @property
     def target(self) -> list[str]:
@@ -132,7 +132,7 @@ def site(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, st
 
 @pytest.fixture(scope="module")
 def first_provision(site: Site) -> Run:
-    with site.stages.time("first provision (invoke provision --host, pypi flavour)"):
+    with site.stages.time("first provision (hubvm provision --host, pypi flavour)"):
         run = site.invoke("provision", *site.target)
     if run.returncode != 0 or run.recap().get("failed", 1) != 0:
         pytest.fail(f"the first provision failed ({run.returncode}):\n{run.tail()}")
@@ -161,7 +161,7 @@ def test_hub_answers_its_api(site: Site, first_provision: Run) -> None:
 
 
 def test_verify_passes(site: Site, first_provision: Run) -> None:
-    with site.stages.time("invoke verify"):
+    with site.stages.time("hubvm verify"):
         run = site.invoke("verify", *site.target, timeout=300)
     assert run.returncode == 0, run.tail()
 
@@ -226,7 +226,7 @@ def test_cleanup_makes_a_clone_safe_image(site: Site, first_provision: Run) -> N
     )
     before = _instance_identity(host)
     command = [
-        str(Path(INVOKE).parent / "ansible-playbook"),
+        str(Path(HUBVM).parent / "ansible-playbook"),
         "-i", f"{host.addr},", "-u", "vagrant", "--become", "--private-key", str(site.key),
         "--ssh-common-args", "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "-e", "@builds/ansible/vars.yml", "--tags", "cleanup", "ansible/playbook.yml",

@@ -1,4 +1,4 @@
-"""`invoke verify` and `invoke ssh` against a real sshd: a systemd-nspawn Debian 12 host in a network namespace.
+"""`hubvm verify` and `hubvm ssh` against a real sshd: a systemd-nspawn Debian 12 host in a network namespace.
 
 The host (tests/e2e/hosts.py) gets a stand-in for what provisioning makes, so that every check can run in
 seconds: a `jupyterhub` systemd unit serving /hub/api with a version, the hub's sqlite database with an admin,
@@ -6,11 +6,11 @@ a venv at the pypi flavour's user environment holding two small distributions (o
 from its distribution name, one whose import fails), a `jupyter` that lists the python3 and ir kernels, the
 shared data folder and its /etc/skel link; and real R with one Debian R package whose R name is not its
 Debian name (r-cran-rcolorbrewer is RColorBrewer), installed with apt from Debian's archive (about 20 s).
-The full provisioning is proven by the provisioning tests, which run the same `invoke verify` against the
+The full provisioning is proven by the provisioning tests, which run the same `hubvm verify` against the
 real hub.
 
 The host is reached at its namespace address and through TCP forwards on 127.0.0.1 (2222 when free), run by
-this process. Everything runs through the real `invoke` binary in a copy of the project (tests/conftest.py),
+this process. Everything runs through the real `hubvm` command in a copy of the project (tests/conftest.py),
 so builds/ssh/known_hosts of the working tree is never touched.
 """
 
@@ -153,7 +153,7 @@ class Lab:
     workdir: Path
 
     def config(self, **sections: dict) -> Path:
-        """A settings file for `invoke -f`: what the stand-in host has, merged with `sections`."""
+        """A settings file for `hubvm -f`: what the stand-in host has, merged with `sections`."""
         import yaml
 
         body: dict = {
@@ -247,7 +247,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             hub_forward.close()
 
 
-Invoke = Callable[..., subprocess.CompletedProcess]
+Cli = Callable[..., subprocess.CompletedProcess]
 
 
 def rows(out: str) -> dict[str, str]:
@@ -269,9 +269,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> s
 # Passing runs
 
 
-def test_verify_passes_at_the_namespace_address(lab: Lab, invoke: Invoke) -> None:
+def test_verify_passes_at_the_namespace_address(lab: Lab, cli: Cli) -> None:
     addr = lab.host.addr
-    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{addr}", "--identity", str(lab.key))
+    result = cli("-f", str(lab.config()), "verify", "--host", f"root@{addr}", "--identity", str(lab.key))
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
     for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "admin user admin", "kernel python3",
@@ -284,9 +284,9 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, invoke: Invoke) -> Non
     assert "13 of 13 checks passed" in result.stdout
 
 
-def test_verify_json_through_the_loopback_forward(lab: Lab, invoke: Invoke, project: Path) -> None:
+def test_verify_json_through_the_loopback_forward(lab: Lab, cli: Cli, project: Path) -> None:
     port = lab.ssh_forward.port
-    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
+    result = cli("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
                     "--identity", str(lab.key), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -297,7 +297,7 @@ def test_verify_json_through_the_loopback_forward(lab: Lab, invoke: Invoke, proj
     assert (project / "builds/ssh/known_hosts").read_text().startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
 
 
-def test_verify_the_vagrant_vm_and_accept_its_new_keys_after_a_rebuild(lab: Lab, invoke: Invoke,
+def test_verify_the_vagrant_vm_and_accept_its_new_keys_after_a_rebuild(lab: Lab, cli: Cli,
                                                                          project: Path) -> None:
     """No --host: the target comes from `vagrant ssh-config` (a stand-in vagrant, tools.vagrant)."""
     port = lab.ssh_forward.port
@@ -317,7 +317,7 @@ def test_verify_the_vagrant_vm_and_accept_its_new_keys_after_a_rebuild(lab: Lab,
     (machine / "id").write_text("machine-1")
     config = lab.config(tools={"vagrant": str(vagrant)})
 
-    first = invoke("-f", str(config), "verify")
+    first = cli("-f", str(config), "verify")
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"root@127.0.0.1:{port} (vagrant ssh-config" in first.stderr
 
@@ -326,39 +326,39 @@ def test_verify_the_vagrant_vm_and_accept_its_new_keys_after_a_rebuild(lab: Lab,
     old_key = _keygen(lab.workdir / f"old_host_key_{time.monotonic_ns()}").with_suffix(".pub").read_text().split()
     known_hosts.write_text(f"[127.0.0.1]:{port} {old_key[0]} {old_key[1]}\n")
     (machine / "id").write_text("machine-2")
-    rebuilt = invoke("-f", str(config), "verify")
+    rebuilt = cli("-f", str(config), "verify")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert f"host key of [127.0.0.1]:{port} changed: the VM was rebuilt" in rebuilt.stderr
     assert old_key[1] not in known_hosts.read_text()
 
     # Same machine, changed key: refused.
     known_hosts.write_text(f"[127.0.0.1]:{port} {old_key[0]} {old_key[1]}\n")
-    same = invoke("-f", str(config), "verify")
+    same = cli("-f", str(config), "verify")
     assert_one_line_error(same, f"host key of [127.0.0.1]:{port} changed since", "ssh-keygen -R")
 
 
-def test_ssh_runs_one_command_and_returns_its_status(lab: Lab, invoke: Invoke) -> None:
+def test_ssh_runs_one_command_and_returns_its_status(lab: Lab, cli: Cli) -> None:
     config = str(lab.config())
     base = ["-f", config, "ssh", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key)]
-    hostname = invoke(*base, "-c", "hostname")
+    hostname = cli(*base, "-c", "hostname")
     assert (hostname.returncode, hostname.stdout.strip()) == (0, "hubtest"), hostname.stderr
-    assert invoke(*base, "-c", "exit 3").returncode == 3
+    assert cli(*base, "-c", "exit 3").returncode == 3
 
 
-def test_ssh_interactive_shell_through_the_system_client(lab: Lab, invoke: Invoke) -> None:
+def test_ssh_interactive_shell_through_the_system_client(lab: Lab, cli: Cli) -> None:
     port = lab.ssh_forward.port
-    result = invoke("-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{port}", "--identity",
+    result = cli("-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{port}", "--identity",
                     str(lab.key), stdin="echo shell-on-$(hostname)\nexit 7\n")
     assert "shell-on-hubtest" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 7
 
 
-def test_dry_run_opens_no_connection(lab: Lab, invoke: Invoke) -> None:
+def test_dry_run_opens_no_connection(lab: Lab, cli: Cli) -> None:
     watched = Forward(lab.host.addr, 22)
     try:
-        result = invoke("--dry", "-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{watched.port}",
+        result = cli("--dry", "-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{watched.port}",
                         "--identity", str(lab.key))
-        ssh = invoke("--dry", "-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{watched.port}",
+        ssh = cli("--dry", "-f", str(lab.config()), "ssh", "--host", f"root@127.0.0.1:{watched.port}",
                      "--identity", str(lab.key), "-c", "hostname")
         time.sleep(0.2)
         assert watched.accepted == 0
@@ -373,24 +373,24 @@ def test_dry_run_opens_no_connection(lab: Lab, invoke: Invoke) -> None:
 # Failures: each one line (or the failing check's line) and a non-zero exit
 
 
-def test_nothing_listening(lab: Lab, invoke: Invoke) -> None:
+def test_nothing_listening(lab: Lab, cli: Cli) -> None:
     port = free_port()
-    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
+    result = cli("-f", str(lab.config()), "verify", "--host", f"root@127.0.0.1:{port}",
                     "--identity", str(lab.key))
     assert_one_line_error(result, f"cannot reach root@127.0.0.1:{port}: connection refused")
-    at_namespace = invoke("-f", str(lab.config(ssh={"wait": 3})), "verify", "--host", f"root@{lab.host.addr}:2200",
+    at_namespace = cli("-f", str(lab.config(ssh={"wait": 3})), "verify", "--host", f"root@{lab.host.addr}:2200",
                           "--identity", str(lab.key))
     assert_one_line_error(at_namespace, f"cannot reach root@{lab.host.addr}:2200 after 3 s: connection refused")
 
 
-def test_verify_waits_for_sshd_while_the_machine_boots(lab: Lab, invoke: Invoke) -> None:
+def test_verify_waits_for_sshd_while_the_machine_boots(lab: Lab, cli: Cli) -> None:
     """Nothing listens at first; 3 s later the forward opens (like a booting VM): verify retries and passes."""
     port = free_port()
     opened: list[Forward] = []
     timer = threading.Timer(3, lambda: opened.append(Forward(lab.host.addr, 22, port)))
     timer.start()
     try:
-        result = invoke("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@127.0.0.1:{port}",
+        result = cli("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@127.0.0.1:{port}",
                         "--identity", str(lab.key))
     finally:
         timer.cancel()
@@ -400,7 +400,7 @@ def test_verify_waits_for_sshd_while_the_machine_boots(lab: Lab, invoke: Invoke)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_verify_waits_while_the_hub_starts(lab: Lab, invoke: Invoke) -> None:
+def test_verify_waits_while_the_hub_starts(lab: Lab, cli: Cli) -> None:
     """Right after a restart the hub is still starting (a 5 s ExecStartPre stands for the first boot's new
     secrets and database): verify waits for it instead of reporting it down, says so, and passes."""
     dropin = "/etc/systemd/system/jupyterhub.service.d/slow-start.conf"
@@ -408,7 +408,7 @@ def test_verify_waits_while_the_hub_starts(lab: Lab, invoke: Invoke) -> None:
                  " && systemctl daemon-reload && systemctl restart --no-block jupyterhub"
                  " && test $(systemctl is-active jupyterhub) = activating")
     try:
-        result = invoke("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@{lab.host.addr}",
+        result = cli("-f", str(lab.config(ssh={"wait": 60})), "verify", "--host", f"root@{lab.host.addr}",
                         "--identity", str(lab.key))
     finally:
         lab.host.ssh(f"rm -f {dropin} && systemctl daemon-reload")
@@ -418,29 +418,29 @@ def test_verify_waits_while_the_hub_starts(lab: Lab, invoke: Invoke) -> None:
     assert rows(result.stdout)["hub api (guest)"].endswith("pass")
 
 
-def test_wrong_key(lab: Lab, invoke: Invoke) -> None:
-    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
+def test_wrong_key(lab: Lab, cli: Cli) -> None:
+    result = cli("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
                     "--identity", str(lab.wrong_key))
     assert_one_line_error(result, "authentication failed with key", str(lab.wrong_key))
-    ssh = invoke("-f", str(lab.config()), "ssh", "--host", f"root@{lab.host.addr}", "--identity",
+    ssh = cli("-f", str(lab.config()), "ssh", "--host", f"root@{lab.host.addr}", "--identity",
                  str(lab.wrong_key), "-c", "true")
     assert_one_line_error(ssh, "authentication failed")
 
 
-def test_changed_host_key_of_a_host_is_refused(lab: Lab, invoke: Invoke, project: Path) -> None:
+def test_changed_host_key_of_a_host_is_refused(lab: Lab, cli: Cli, project: Path) -> None:
     known_hosts = project / "builds/ssh/known_hosts"
     known_hosts.parent.mkdir(parents=True)
     other = _keygen(lab.workdir / f"other_{time.monotonic_ns()}").with_suffix(".pub").read_text().split()
     known_hosts.write_text(f"{lab.host.addr} {other[0]} {other[1]}\n")
-    result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    result = cli("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
     assert_one_line_error(result, f"host key of {lab.host.addr} changed since", f"ssh-keygen -R '{lab.host.addr}'")
     assert known_hosts.read_text() == f"{lab.host.addr} {other[0]} {other[1]}\n"  # left as it was
 
 
-def test_configured_package_missing_or_broken(lab: Lab, invoke: Invoke) -> None:
+def test_configured_package_missing_or_broken(lab: Lab, cli: Cli) -> None:
     config = lab.config(packages={"python": ["hubvm-probe-data", "broken-pkg", "not-installed-pkg",
                                              "hubvm-probe-data>=2"], "r": [R_PACKAGE, "r-cran-ggplot2"]})
-    result = invoke("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    result = cli("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
     table = rows(result.stdout)
     assert table["package not-installed-pkg"].endswith("FAIL") and "not installed" in table["package not-installed-pkg"]
     assert "ImportError: libfoo.so.1" in table["package broken-pkg"] and table["package broken-pkg"].endswith("FAIL")
@@ -450,10 +450,10 @@ def test_configured_package_missing_or_broken(lab: Lab, invoke: Invoke) -> None:
                                   "package hubvm-probe-data, R package r-cran-ggplot2")
 
 
-def test_hub_stopped(lab: Lab, invoke: Invoke) -> None:
+def test_hub_stopped(lab: Lab, cli: Cli) -> None:
     lab.host.ssh("systemctl stop jupyterhub")
     try:
-        result = invoke("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
+        result = cli("-f", str(lab.config()), "verify", "--host", f"root@{lab.host.addr}",
                         "--identity", str(lab.key))
     finally:
         lab.host.ssh("systemctl start jupyterhub")
@@ -465,10 +465,10 @@ def test_hub_stopped(lab: Lab, invoke: Invoke) -> None:
     assert_one_line_error(result, "3 of 13 checks failed: hub service, hub api (guest), hub api (host)")
 
 
-def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, invoke: Invoke) -> None:
+def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, cli: Cli) -> None:
     config = lab.config(hub={"admin_users": ["admin", "ada"]},
                         vm={"hostname": "jupyterhub", "timezone": "Europe/Berlin"})
-    result = invoke("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
+    result = cli("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
     table = rows(result.stdout)
     assert "not an admin (admins: admin)" in table["admin user ada"]
     assert table["hostname"].endswith("FAIL") and "hubtest" in table["hostname"]
