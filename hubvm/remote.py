@@ -57,6 +57,7 @@ from hubvm.settings import Settings
 from hubvm.shell import Shell, is_dry, q
 from hubvm.target import Target, from_ssh_config, known_hosts_names, remove_host_entries, ssh_options
 from hubvm.target import parse as parse_target
+from hubvm.vagrant import vm_exists
 
 PROBE_TIMEOUT = 600       # seconds for the probe script (imports are slow in an emulated VM)
 RETRY_PAUSE = 2.0         # seconds between connection attempts
@@ -126,6 +127,11 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         if dry:
             return _guess(s, key, f"the Vagrant VM, not created yet ({layout.vagrantfile} is missing)")
         raise UserError(f"no Vagrant VM: {layout.vagrantfile} is missing; run hubvm up, or give --host")
+    if not vm_exists(layout):  # not asked of Vagrant: it would write builds/vagrant/.vagrant/, even under --dry
+        if dry:
+            return _guess(s, key, "the Vagrant VM, not created yet")
+        raise UserError("no Vagrant VM has been created (builds/vagrant/.vagrant holds none); run hubvm up, or "
+                        "give --host")
     result = Shell(c).probe(f"{vagrant} ssh-config", cwd=layout.vagrant_dir)
     if not result.ok:
         # Vagrant's messages run over several lines and sentences: the first sentence says what is wrong

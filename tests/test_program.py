@@ -285,6 +285,17 @@ def test_flags_win_over_the_environment_also_before_the_pre_tasks(cli, project: 
     assert sorted(p.name for p in (project / "builds").iterdir()) == ["README.md"]  # --dry writes nothing
 
 
+def test_dry_runs_write_nothing_even_after_a_render(cli, project: Path) -> None:
+    """Vagrant writes builds/vagrant/.vagrant/ whenever it is asked about a machine: a dry run must not ask it."""
+    assert cli("render").returncode == 0
+    before = tree_digest(project / "builds")
+    for args in (["--dry", "up"], ["--dry", "all"], ["--dry", "export"], ["--dry", "verify"], ["--dry", "destroy"]):
+        result = cli(*args)
+        assert "Traceback" not in result.stderr, result.stderr
+    assert not (project / "builds" / "vagrant" / ".vagrant").exists()
+    assert tree_digest(project / "builds") == before
+
+
 @pytest.mark.parametrize(("message", "task", "line"), [
     ("No idea what 'foo' is!", None, "error: 'foo' is not a task; hubvm --list lists the tasks"),
     ("No idea what '--x' is!", "up", "error: --x is not a flag of up; hubvm --help up lists its flags"),

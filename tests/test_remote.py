@@ -50,10 +50,12 @@ def parse(**overrides: object) -> settings.Settings:
 
 @pytest.fixture
 def layout(project: Path) -> Layout:
-    """The project copy's layout with a rendered Vagrantfile (its content does not matter here)."""
+    """The project copy's layout with a rendered Vagrantfile and a created VM (Vagrant's machine id)."""
     lay = Layout.of(settings_with(project))
     lay.vagrant_dir.mkdir(parents=True)
     lay.vagrantfile.write_text("# rendered\n")
+    lay.vagrant_machine_id.parent.mkdir(parents=True)
+    lay.vagrant_machine_id.write_text("1b2c3d\n")
     return lay
 
 
@@ -238,3 +240,13 @@ def test_nothing_listening_is_one_line_after_the_wait(layout: Layout) -> None:
                                  f"with sshd listening on port {port}?")
 
 
+
+
+def test_a_vm_that_was_never_created_is_not_asked_of_vagrant(layout: Layout) -> None:
+    """`vagrant ssh-config` would write builds/vagrant/.vagrant/ (also under --dry)."""
+    layout.vagrant_machine_id.unlink()
+    c = mock({})  # no command may run
+    endpoint = remote.resolve(c, parse(), layout, None, None, dry=True)
+    assert not endpoint.reachable and "not created yet" in endpoint.source
+    with pytest.raises(UserError, match="no Vagrant VM has been created"):
+        remote.resolve(c, parse(), layout, None, None)
