@@ -47,7 +47,7 @@ VENV_BIN = Path(sys.executable).parent
 VENV = "pip install -e '.[test]' in .venv"
 VALIDATORS = {"packer": "apt-get install packer", "vagrant": "apt-get install vagrant vagrant-libvirt",
               "debconf-set-selections": "apt-get install debconf-utils", "ansible-playbook": VENV,
-              "ansible-lint": VENV, "yamllint": VENV}
+              "ansible-lint": VENV, "yamllint": VENV, "ruff": VENV}
 # The parts of a project the rendered files refer to; each case's project links them and has a builds/ of its own
 SHARED_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "ansible", "config", "data"]
 TIMEOUT = 120
@@ -390,6 +390,13 @@ def validation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Validation]
         pool.submit("ansible-lint", ["ansible-lint", "--profile", "production"], ansible,
                     ANSIBLE_CONFIG=str(ansible / "ansible.cfg"))
         pool.submit("yamllint repository", ["yamllint", "--strict", "."], REPO)
+        pool.submit("packer fmt", ["packer", "fmt", "-check", "-diff", "."], REPO / "templates" / "packer")
+        pool.submit("ruff", ["ruff", "check", "."], REPO)
+        misformatted = tmp / "misformatted"
+        misformatted.mkdir()
+        (misformatted / "box.pkr.hcl").write_text(
+            (REPO / "templates" / "packer" / "box.pkr.hcl").read_text().replace("output              =", "output =", 1))
+        pool.submit("packer fmt misformatted", ["packer", "fmt", "-check", "."], misformatted)
         image = tmp / "base-image.img"
         image.write_bytes(b"not a disk image: packer validate only checks the checksum's form\n")
         rendered = {case.name: render_case(case, shared, tmp / "cases" / case.name, image) for case in CASES}
@@ -506,6 +513,19 @@ def test_packer_166_rejects_the_plugins_file_so_pack_passes_the_template_alone(v
     assert old == ["packer build -force -only=qemu.iso -var-file=v.json box.pkr.hcl"]
     new = tools.packer_commands("packer", "1.12.0", "qemu.iso", "v.json")
     assert new == ["packer init .", "packer build -force -only=qemu.iso -var-file=v.json ."]
+
+
+def test_the_packer_templates_are_formatted_as_packer_fmt_writes_them(validation: Validation) -> None:
+    require_packer_with_builders(validation)
+    result = validation.pool.result("packer fmt")
+    assert result.returncode == 0, result
+    misformatted = validation.pool.result("packer fmt misformatted")
+    assert misformatted.returncode == 3 and "box.pkr.hcl" in misformatted.output, misformatted
+
+
+def test_the_python_passes_ruff(validation: Validation) -> None:
+    result = validation.pool.result("ruff")
+    assert result.returncode == 0, result
 
 
 def test_a_misspelt_builder_key_fails_packer_validate(validation: Validation) -> None:

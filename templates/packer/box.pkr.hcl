@@ -217,8 +217,8 @@ build {
   }
 
   post-processor "vagrant" {
-    output               = var.output_box
-    compression_level    = 6
-    keep_input_artifact  = false
+    output              = var.output_box
+    compression_level   = 6
+    keep_input_artifact = false
   }
 }
