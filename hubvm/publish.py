@@ -354,9 +354,10 @@ def replaced_name(name: str, now: dt.datetime) -> str:
 class Progress:
     """A progress line at most every `every` seconds: bytes sent, rate, time left; then the total and duration."""
 
-    def __init__(self, total: int, say: Callable[[str], None], every: float = PROGRESS_EVERY,
+    def __init__(self, total: int, say: Callable[[str], None], every: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.total, self.say, self.every, self.clock = total, say, every, clock
+        self.total, self.say, self.clock = total, say, clock
+        self.every = PROGRESS_EVERY if every is None else every
         self.started = self.last = clock()
 
     def update(self, sent: int) -> None:
@@ -447,7 +448,7 @@ def _unreachable_reason(error: BaseException) -> tuple[str, str]:
     """(url, reason) from keystoneauth's "Unable to establish connection to URL: ... [Errno 111] Connection
     refused" and its read-timeout and dropped-connection variants."""
     text = str(error)
-    url_match = re.search(r"(https?://[^\s:'\"]+(?::\d+)?[^\s:'\"]*)", text)
+    url_match = re.search(r"(https?://[^\s:'\",]+(?::\d+)?[^\s:'\",]*)", text)
     url = url_match.group(1) if url_match else "?"
     for pattern, reason in ((r"Errno 111|Connection refused", "connection refused (nothing listening)"),
                             (r"Errno -2|Name or service not known|getaddrinfo", "host name not found"),
@@ -459,6 +460,22 @@ def _unreachable_reason(error: BaseException) -> tuple[str, str]:
         if re.search(pattern, text):
             return url, reason
     return url, text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def tcp_unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at the URL's host and port (refused, unknown host, ...), or None when something does."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return _unreachable_reason(error)[1]
+    return None
 
 
 def explain(error: BaseException, phase: str, request: PublishRequest, sent: int = 0, total: int = 0) -> UserError:
@@ -483,20 +500,7 @@ def explain(error: BaseException, phase: str, request: PublishRequest, sent: int
         at = f" at {url}" if url else ""
         return UserError(f"{cloud} refused the credentials (401 Unauthorized{at}): check auth.username, "
                          "auth.password and the project in clouds.yaml (or OS_USERNAME, OS_PASSWORD)")
-    if isinstance(error, ksa.EndpointNotFound):
-        return UserError(f"{cloud} has no image service in its catalog ({error}): check region_name and "
-                         "interface in clouds.yaml")
-    if isinstance(error, ksa.DiscoveryFailure):
-        return UserError(f"{cloud}: no OpenStack Image API found ({str(error).splitlines()[0][:200]}); check "
-                         "auth_url or endpoint in clouds.yaml (the service's root URL, without /v2)")
-    if isinstance(error, (ksa.ConnectionError, ksa.ConnectFailure)) or (
-            isinstance(error, OSError) and not isinstance(error, FileNotFoundError)):
-        url, reason = _unreachable_reason(error)
-        if phase == UPLOAD and sent:
-            return UserError(f"the connection to {cloud} dropped during the upload, after {human_bytes(sent)} of "
-                             f"{human_bytes(total)} ({reason}, {url}); run publish again when the cloud answers")
-        return UserError(f"cannot reach {cloud} at {url}: {reason}; check auth_url or endpoint in clouds.yaml "
-                         "and the network (VPN, proxy)")
+    # requests' HTTPError, and so openstacksdk's HttpException, is an OSError: answers come before connections
     if status == 413:
         message = server_message(error)
         if "quota" in message.lower():
@@ -510,6 +514,26 @@ def explain(error: BaseException, phase: str, request: PublishRequest, sent: int
                          "or ask the cloud's admins")
     if status is not None:
         return UserError(f"{cloud} refused to {_verb(phase)} ({status}: {server_message(error)})")
+    if isinstance(error, ksa.EndpointNotFound):
+        return UserError(f"{cloud} has no image service in its catalog ({error}): check region_name and "
+                         "interface in clouds.yaml")
+    if isinstance(error, ksa.DiscoveryFailure):
+        # keystoneauth says the same for "nothing listens there" and "that is not an OpenStack API": ask the port
+        url, _ = _unreachable_reason(error)
+        reason = tcp_unreachable(url)
+        if reason:
+            return UserError(f"cannot reach {cloud} at {url}: {reason}; check auth_url or endpoint in clouds.yaml "
+                             "and the network (VPN, proxy)")
+        return UserError(f"{cloud}: no OpenStack Image API found at {url}; check auth_url or endpoint in "
+                         "clouds.yaml (the service's root URL, without /v2)")
+    if isinstance(error, (ksa.ConnectionError, ksa.ConnectFailure)) or (
+            isinstance(error, OSError) and not isinstance(error, FileNotFoundError)):
+        url, reason = _unreachable_reason(error)
+        if phase == UPLOAD and sent:
+            return UserError(f"the connection to {cloud} dropped during the upload, after {human_bytes(sent)} of "
+                             f"{human_bytes(total)} ({reason}, {url}); run publish again when the cloud answers")
+        return UserError(f"cannot reach {cloud} at {url}: {reason}; check auth_url or endpoint in clouds.yaml "
+                         "and the network (VPN, proxy)")
     if isinstance(error, (sdk.SDKException, ksa.ClientException)):
         return UserError(f"{cloud}: could not {_verb(phase)}: {str(error).splitlines()[0][:300]}")
     return UserError(f"could not {_verb(phase)}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
