@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from hubvm import publish
-from hubvm.publish import DIGEST_PROPERTY, PublishRequest, UserError
+from hubvm.publish import DIGEST_PROPERTY, PublishRequest
 from tests.e2e.glance import Glance, free_port, glance_api, missing_requirements
 
 pytestmark = pytest.mark.e2e
