@@ -273,14 +273,19 @@ def read_export(vm_dir: Path, vm_name: str | None = None) -> ExportFacts:
 def plan(request: PublishRequest) -> list[str]:
     """What publish would do, one line each, without connecting (the file may not exist yet under --dry)."""
     where = f"cloud {request.cloud!r} of clouds.yaml" if request.cloud else "the cloud of OS_CLOUD or OS_* variables"
-    size = human_bytes(request.file.stat().st_size) if request.file.is_file() else "not exported yet"
+    if not request.file.is_file():
+        size = "not exported yet"
+    elif request.converts:
+        size = f"raw: {human_bytes(qcow2_virtual_size(request.file))}, the disk's virtual size"
+    else:
+        size = human_bytes(request.file.stat().st_size)
     lines = [f"connect to {where}",
              f"look for images named {request.image_name!r}: skip if one is active with {DIGEST_PROPERTY} "
              f"{request.digest[:12]}... and disk format {request.disk_format}; delete unfinished ones of ours"]
     if request.disk_format == "raw" and (request.converts or not request.file.is_file()):
         lines.append(f"run: {convert_command(request)}")
     properties = ", ".join(f"{k}={v}" for k, v in sorted(request.image_properties().items()))
-    lines += [f"upload {request.upload_file} ({size if not request.converts else 'raw, virtual size'}) as "
+    lines += [f"upload {request.upload_file} ({size}) as "
               f"{request.image_name!r}: disk_format {request.disk_format}, container_format bare, "
               f"visibility {request.visibility}, min_disk {request.min_disk_gb} GiB, min_ram {request.min_ram_mb} MiB",
               f"tags: {', '.join(request.tags) or '(none)'}",
@@ -359,6 +364,7 @@ class Progress:
         self.total, self.say, self.clock = total, say, clock
         self.every = PROGRESS_EVERY if every is None else every
         self.started = self.last = clock()
+        self.elapsed = 0.0   # the upload's duration, once summary() has said it
 
     def update(self, sent: int) -> None:
         now = self.clock()
@@ -375,7 +381,7 @@ class Progress:
                 f"{human_bytes(rate)}/s{left}")
 
     def summary(self, sent: int) -> str:
-        elapsed = self.clock() - self.started
+        self.elapsed = elapsed = self.clock() - self.started
         rate = f" ({human_bytes(sent / elapsed)}/s)" if elapsed > 0 else ""
         return f"publish: uploaded {human_bytes(sent)} in {duration(elapsed)}{rate}"
 
@@ -425,6 +431,10 @@ CONNECT, LIST, CREATE, UPLOAD, CHECK, REPLACE = "connect", "list", "create", "up
 
 class PublishFailed(UserError):
     """A publish that failed after the image record was created (the record is deleted, or said to be left)."""
+
+
+class ChecksumMismatch(UserError):
+    """What Glance stored is not what was sent, or the file is not what the export wrote."""
 
 
 def server_message(error: BaseException) -> str:
@@ -595,11 +605,12 @@ def publish(request: PublishRequest, run: Callable[[str], Any], say: Callable[[s
         found = sort_found((FoundImage.of(i) for i in conn.image.images(name=request.image_name)), request)
     except Exception as error:
         raise explain(error, LIST, request) from None
+    removed = remove_unfinished(conn, found.unfinished, request, say)
     if found.same:
         image = found.same[0]
         say(f"publish: {request.image_name!r} is already in {request.cloud_label}, active, with the same digest "
             f"(image {image.id}): nothing to upload (tags and properties are left as they are)")
-        return PublishResult("skipped", image.id)
+        return PublishResult("skipped", image.id, removed=removed)
     if found.others and not request.replace:
         listing = ", ".join(f"{i.id} ({i.status}, {'digest ' + i.digest[:12] if i.digest else 'not from hubvm'})"
                             for i in found.others)
@@ -610,7 +621,6 @@ def publish(request: PublishRequest, run: Callable[[str], Any], say: Callable[[s
         raise UserError(f"{request.cloud_label} has an image named {request.image_name!r} that hubvm did not "
                         f"publish ({', '.join(i.id for i in foreign)}): --replace renames only hubvm's images; "
                         "choose another publish.image_name or rename that image yourself")
-    removed = remove_unfinished(conn, found.unfinished, request, say)
 
     converts = request.converts
     try:
@@ -624,8 +634,7 @@ def publish(request: PublishRequest, run: Callable[[str], Any], say: Callable[[s
     finally:
         if converts:
             request.converted_file.unlink(missing_ok=True)
-    seconds = progress.clock() - progress.started
-    result = PublishResult("uploaded", image_id, seconds, body.sent, removed=removed)
+    result = PublishResult("uploaded", image_id, progress.elapsed, body.sent, removed=removed)
     if request.replace:
         result.renamed = rename_replaced(conn, found.others, image_id, request, say)
     return result
@@ -677,10 +686,6 @@ def upload(conn: Connection, request: PublishRequest, say: Callable[[str], None]
         raise PublishFailed(f"{failure}{left}") from None
     say(f"publish: image {image_id} is active; Glance's {image.hash_algo or 'md5'} equals the local file's")
     return image_id, progress, body
-
-
-class ChecksumMismatch(UserError):
-    pass
 
 
 def wait_until_active(conn: Connection, image_id: str, timeout: float) -> Any:

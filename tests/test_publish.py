@@ -133,8 +133,8 @@ def test_plan_of_a_raw_upload_with_replace_shows_the_conversion(qcow2: Path, tmp
     lines = plan(req)
     assert lines[0] == "connect to the cloud of OS_CLOUD or OS_* variables"
     assert f"run: /usr/bin/qemu-img convert -O raw {qcow2} {tmp_path}/out/hub.raw" in lines
-    assert lines[3].startswith(f"upload {tmp_path}/out/hub.raw (raw, virtual size) as 'hub-debian-12': "
-                               "disk_format raw")
+    assert lines[3].startswith(f"upload {tmp_path}/out/hub.raw (raw: 20.0 GiB, the disk's virtual size) as "
+                               "'hub-debian-12': disk_format raw")
     assert lines[-2:] == [f"remove {tmp_path}/out/hub.raw",
                           "then rename other active images named 'hub-debian-12' to "
                           "hub-debian-12-replaced-<UTC time> (kept, not deleted)"]
@@ -281,6 +281,7 @@ def test_progress_says_bytes_rate_and_time_left_every_few_seconds_then_the_durat
     assert lines == ["publish: 500.0 MiB of 1000.0 MiB (50%), 100.0 MiB/s, about 5.0s left",
                      "publish: 900.0 MiB of 1000.0 MiB (90%), 85.7 MiB/s, about 1.2s left"]
     assert progress.summary(1000 << 20) == "publish: uploaded 1000.0 MiB in 12.5s (80.0 MiB/s)"
+    assert progress.elapsed == 12.5
 
 
 def test_the_upload_body_hashes_what_it_yields_and_cannot_be_sent_twice(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ free port, ``workers = 0`` (one process, one PID), sqlite, a file store (plus th
 Keystone (Debian's default paste pipeline uses the unauthenticated context: every request acts as an admin-like
 user without roles). It runs ``glance-manage db_sync``, starts ``/usr/bin/glance-api`` and waits for
 ``/healthcheck``. Leaving the block stops it by PID (SIGTERM, then SIGKILL) and removes the folder, also when
-the test failed; an atexit hook does the same if the interpreter ends first.
+the test failed; an atexit hook does the same if the interpreter ends first, and a killed test process takes
+glance-api with it (PR_SET_PDEATHSIG).
 
     with glance_api(tmp / "glance", user_storage_quota="10MB") as glance:
         glance.endpoint                      # http://127.0.0.1:PORT (the root URL: openstacksdk discovers /v2)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -52,6 +54,12 @@ def missing_requirements() -> list[str]:
         if not path.exists():
             reasons.append(f"{path} not found (apt-get install --no-install-recommends glance-api)")
     return reasons
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies (a killed pytest leaves no glance-api)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -149,7 +157,8 @@ class Glance:
         started = time.monotonic()
         self.process = subprocess.Popen([str(GLANCE_API), "--config-file", str(self.config_file)],
                                         cwd=self.folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

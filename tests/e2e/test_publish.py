@@ -411,11 +411,15 @@ def test_raw_is_converted_locally_and_uploaded(glance: Glance, clouds: Clouds, s
     assert run_publish(req)[0].status == "skipped"
 
 
-def test_os_variables_name_the_cloud_when_no_cloud_is_given(glance: Glance, clouds: Clouds, small: Disk,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds.path.with_name("absent.yaml")))
-    monkeypatch.setenv("OS_AUTH_TYPE", "none")
-    monkeypatch.setenv("OS_ENDPOINT", glance.endpoint)
+@pytest.mark.parametrize("source", ["OS_CLOUD", "openrc"])
+def test_the_environment_names_the_cloud_when_no_cloud_is_given(glance: Glance, clouds: Clouds, small: Disk,
+                                                                monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    if source == "OS_CLOUD":
+        monkeypatch.setenv("OS_CLOUD", "local")
+    else:  # OS_* variables as an openrc file sets them, and no clouds.yaml
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds.path.with_name("absent.yaml")))
+        monkeypatch.setenv("OS_AUTH_TYPE", "none")
+        monkeypatch.setenv("OS_ENDPOINT", glance.endpoint)
     req = request(small, cloud=None)
     assert publish.plan(req)[0] == "connect to the cloud of OS_CLOUD or OS_* variables"
     result, _ = run_publish(req)
@@ -492,12 +496,14 @@ def test_a_server_killed_mid_upload_is_one_line_and_the_next_publish_cleans_up(g
 
 def test_quota_exceeded_is_one_line(glance: Glance, clouds: Clouds, small: Disk) -> None:
     req = request(small)
+    used = sum(p.stat().st_size for p in glance.stored_files())   # every image here has the same (no) owner
     try:
-        glance.restart(user_storage_quota="2MB")
+        glance.restart(user_storage_quota=f"{used + 4 * MIB}B")      # 4 MiB left: the 8 MiB image does not fit
         line, _ = publish_in_child(req)
     finally:
         glance.restart(user_storage_quota="0")
-    assert "the image storage quota is exceeded" in line and line.endswith("was deleted")
+    assert "the image storage quota is exceeded" in line and "4194304 bytes remaining" in line
+    assert line.endswith("was deleted")
     assert images_named(glance, req.image_name) == []
 
 
