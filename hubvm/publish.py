@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import struct
 import time
@@ -498,8 +499,10 @@ def explain(error: BaseException, phase: str, request: PublishRequest, sent: int
     cloud = request.cloud_label
     status = _status(error)
     if isinstance(error, sdk.ConfigException) and "was not found" in str(error):
-        return UserError(f"publish.cloud = {request.cloud!r}: no such cloud in {_clouds_files()} (clouds there: "
-                         f"{_cloud_names()}); name one of them, or add it to clouds.yaml")
+        setting = (f"publish.cloud = {request.cloud!r}" if request.cloud
+                   else f"OS_CLOUD = {os.environ.get('OS_CLOUD')!r}")
+        return UserError(f"{setting}: no such cloud in {_clouds_files()} (clouds there: {_cloud_names()}); name one "
+                         "of them, or add it to clouds.yaml")
     if isinstance(error, (ksa.MissingRequiredOptions, ksa.MissingAuthPlugin, ksa.NoMatchingPlugin)):
         return UserError(f"no cloud to publish to ({error}): set publish.cloud to a cloud of clouds.yaml, or "
                          "OS_CLOUD, or source the project's openrc file (OS_AUTH_URL, OS_USERNAME, ...)")

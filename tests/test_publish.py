@@ -330,6 +330,16 @@ def test_an_unknown_cloud_lists_the_clouds_of_clouds_yaml(qcow2: Path, clouds_ya
         "or add it to clouds.yaml")
 
 
+def test_an_unknown_os_cloud_names_the_variable(qcow2: Path, clouds_yaml: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import openstack
+
+    monkeypatch.setenv("OS_CLOUD", "gamma")
+    error = raised_by(lambda: openstack.connect())
+    assert str(explain(error, CONNECT, request(qcow2, cloud=None))).startswith(
+        f"OS_CLOUD = 'gamma': no such cloud in {clouds_yaml} (clouds there: alpha, beta)")
+
+
 def test_no_cloud_at_all_says_where_a_cloud_comes_from(qcow2: Path, clouds_yaml: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import openstack

@@ -19,6 +19,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -492,6 +493,32 @@ def test_a_server_killed_mid_upload_is_one_line_and_the_next_publish_cleans_up(g
     assert any(f"deleted image {leftover.id}" in line for line in lines)
     [image] = images_named(glance, req.image_name)
     assert (image.id, image.status, image.hash_value) == (result.image_id, "active", large.sha512)
+
+
+def test_ctrl_c_mid_upload_leaves_no_image(glance: Glance, clouds: Clouds, large: Disk) -> None:
+    req = request(large)
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()}
+    fields.update(properties={}, tags=[])
+    before = set(glance.stored_files())
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(fields)], cwd=PROJECT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            new = [p for p in glance.stored_files() if p not in before]
+            if new and new[0].stat().st_size >= 16 * MIB:
+                child.send_signal(signal.SIGINT)   # what Ctrl-C in the terminal sends
+                break
+            time.sleep(0.01)
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    print(stdout, stderr[-500:])
+    assert child.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert images_named(glance, req.image_name) == []
 
 
 def test_quota_exceeded_is_one_line(glance: Glance, clouds: Clouds, small: Disk) -> None:
