@@ -11,7 +11,8 @@ OS_* variables of an openrc file. What publish does, in order:
 1. Lists the images of that name. An active one with the same digest (our property ``hubvm_digest``) and disk
    format is reported and nothing is uploaded. Images of ours that never became active (a publish interrupted
    by a dead server or a killed client) are deleted. Another active image of that name stops the run unless
-   ``replace`` is set (without it there would be two images of one name, and `--image NAME` would be ambiguous).
+   ``replace`` is set (without it there would be two images of one name, and `--image NAME` would be ambiguous);
+   one that hubvm did not publish stops it even then.
 2. With disk format raw (what Ceph-backed clouds want) and a qcow2 file: converts it with ``qemu-img convert``
    through the caller's ``run``, so --dry and MockContext see the command; the raw file is removed afterwards.
 3. Creates the image record and streams the file to it in 1 MiB blocks, hashing each block (sha256, sha512, md5)
