@@ -121,6 +121,21 @@ def export(c):
     export_vm(c, settings(c))
 
 
+@task(help={"replace": "upload even when an image of the same name exists; the old one is renamed "
+                       "<name>-replaced-<time>"})
+@user_errors
+def publish(c, replace=False):
+    """Upload builds/vm/<name>.qcow2 to an OpenStack image service (Glance), checked by its sha512.
+
+    The cloud is read as the openstack CLI reads it (publish.cloud in clouds.yaml, OS_CLOUD, OS_* variables). When
+    builds/vm/ is not the export of the current configuration, pack, up, verify and export run first.
+    """
+    from hubvm.build import publish_export
+    from hubvm.report import steps_table
+
+    print(steps_table([publish_export(c, settings(c), replace)]))
+
+
 @task(help={"yes": "do not ask for confirmation"})
 @user_errors
 def destroy(c, yes=False):

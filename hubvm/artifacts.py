@@ -84,6 +84,7 @@ def manifest_data(s: Settings, versions: Mapping[str, str], digest: str, box_dig
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "os": s.os_data["name"],
         "provider": s.vm.provider,
+        "guest_agent": s.vm.provider == "libvirt",  # qemu-guest-agent (role base): OpenStack's hw_qemu_guest_agent
         "base_image": {"source": s.image.source, **image_source(s)},
         "tool_versions": dict(versions),
         "configuration_sha256": digest,

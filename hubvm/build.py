@@ -17,7 +17,7 @@ from hubvm.export import export, export_is_current
 from hubvm.layout import Layout
 from hubvm.report import StepResult, steps_table
 from hubvm.settings import Settings
-from hubvm.shell import is_dry, probes
+from hubvm.shell import is_dry, probes, rel
 
 
 def all_steps(c: Any, s: Settings, force: bool = False) -> None:
@@ -75,3 +75,55 @@ def failure_line(error: BaseException, layout: Layout, step: str) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     return (str(error) or type(error).__name__).splitlines()[0][:160]
+
+
+def publish_export(c: Any, s: Settings, replace: bool = False) -> StepResult:
+    """`publish`: builds/vm/'s qcow2 to the configured cloud's image service (hubvm.publish); when builds/vm/ is not
+    the export of the current box and configuration, pack, up, verify and export run first (as `all`)."""
+    import json
+
+    from hubvm import publish
+    from hubvm.shell import step
+
+    layout = Layout.of(s)
+    if "qcow2" not in s.export.formats:
+        raise UserError(f"publish uploads the qcow2, and export.formats = {list(s.export.formats)} makes none; "
+                        "add qcow2 to export.formats")
+    if not export_is_current(s):
+        print("publish: builds/vm/ is not the export of the current box and configuration: pack, up, verify and "
+              "export first")
+        all_steps(c, s)
+    with step(c, "publish", layout) as sh:
+        qcow2 = layout.artifact(f"{s.vm.name}.qcow2")
+        try:
+            facts = publish.read_export(layout.vm_dir, s.vm.name)
+        except UserError:
+            if not sh.dry:
+                raise
+            sh.say(f"[dry run] publish would upload {rel(qcow2, s.project_dir)} once the export has made it")
+            return StepResult("publish", "dry run", sh.log.elapsed())
+        manifest = json.loads((layout.vm_dir / "manifest.json").read_text())
+        request = publish.request_for_export(
+            facts, cloud=s.publish.cloud or None, image_name=s.publish.image_name,
+            disk_format=s.publish.disk_format, visibility=s.publish.visibility, tags=s.publish.tags,
+            properties=s.publish.properties, min_disk_gb=s.publish.min_disk_gb, min_ram_mb=s.publish.min_ram_mb,
+            guest_agent=bool(manifest.get("guest_agent")), disk_bus=s.publish.disk_bus, replace=replace,
+            qemu_img=tools.command(s, "qemu_img"), raw_file=layout.publish_dir / f"{s.vm.name}.raw")
+        request = replace_timeout(request, s.publish.active_timeout)
+        if sh.dry:
+            for line in publish.plan(request):
+                sh.say(f"[dry run] publish would {line}")
+            return StepResult("publish", "dry run", sh.log.elapsed())
+        if request.converts:
+            layout.publish_dir.mkdir(parents=True, exist_ok=True)
+        result = publish.publish(request, run=lambda command: sh.run(command), say=sh.say)
+        detail = (f"{result.image_id} skipped (same digest)" if result.status == "skipped" else
+                  f"image {result.image_id}, {publish.human_bytes(result.bytes)} at "
+                  f"{publish.human_bytes(result.rate)}/s")
+        return StepResult("publish", result.status, sh.log.elapsed(), detail)
+
+
+def replace_timeout(request: Any, seconds: int) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(request, active_timeout=seconds)

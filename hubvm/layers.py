@@ -198,9 +198,10 @@ def _value(section: str, name: Any, value: Any, source: str) -> Any:
 def _kind_fix(setting: schema.Setting) -> str:
     fixes = {"text": "write a single value (quote it if YAML reads it as something else)",
              "integer": "write a whole number", "number": "write a number such as 2 or 0.5",
-             "boolean": "write true or false, unquoted", "list": "write a YAML list such as [a, b]"}
+             "boolean": "write true or false, unquoted", "list": "write a YAML list such as [a, b]",
+             "mapping": "write a YAML mapping such as {key: value}"}
     specific = schema.fix_of(setting)
-    return f"{fixes[setting.kind.name]}: {specific}" if specific and setting.kind.name != "list" else \
+    return f"{fixes[setting.kind.name]}: {specific}" if specific and setting.kind.name not in ("list", "mapping") else \
         fixes[setting.kind.name]
 
 

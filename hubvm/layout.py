@@ -111,6 +111,11 @@ class Layout:
         return self.vagrant_dir / ".vagrant" / "machines"
 
     @property
+    def publish_dir(self) -> Path:
+        """Where publish converts the qcow2 to raw (publish.disk_format raw); emptied after the upload."""
+        return self.builds / "publish"
+
+    @property
     def logs_dir(self) -> Path:
         return self.builds / "logs"
 

@@ -52,6 +52,10 @@ class Kind:
                 return True  # one item where a list is wanted: a common slip, taken as a list of one
             return isinstance(value, (list, tuple)) and all(
                 isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value)
+        if self.name == "mapping":
+            return isinstance(value, Mapping) and all(
+                isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                for k, v in value.items())
         raise AssertionError(self.name)
 
     def coerce(self, value: Any) -> Any:
@@ -67,6 +71,8 @@ class Kind:
             if isinstance(value, str):
                 return (value,) if value else ()
             return tuple(item if isinstance(item, str) else _number_text(item) for item in value)
+        if self.name == "mapping":
+            return {k: v if isinstance(v, str) else _number_text(v) for k, v in sorted(value.items())}
         return value
 
     def from_env(self, text: str) -> Any:
@@ -91,6 +97,8 @@ class Kind:
             raise ValueError("is not true or false")
         if self.name == "list":
             return _env_list(text)
+        if self.name == "mapping":
+            return _env_mapping(text)
         raise AssertionError(self.name)
 
 
@@ -99,6 +107,7 @@ INTEGER = Kind("integer", "a whole number")
 NUMBER = Kind("number", "a number")
 BOOLEAN = Kind("boolean", "true or false")
 LIST = Kind("list", "a list such as [a, b]")
+MAPPING = Kind("mapping", "a mapping such as {key: value}")
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -134,6 +143,21 @@ def _env_list(text: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not LIST.accepts(value):
         raise ValueError("is not a list of plain values such as [a, b]")
     return LIST.coerce(value)
+
+
+def _env_mapping(text: str) -> dict[str, str]:
+    """`{a: b, c: d}` (a YAML flow mapping); "" is the empty mapping."""
+    import yaml
+
+    if not text.strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError("is not a YAML mapping such as {key: value}") from None
+    if not MAPPING.accepts(value):
+        raise ValueError("is not a mapping of plain values such as {key: value}")
+    return MAPPING.coerce(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,6 +269,20 @@ def list_of(item: Check, allow_empty: bool = True, unique: bool = True) -> Check
         return tuple(item(key, entry, context) for entry in value)
 
     return check
+
+
+def mapping_of(key_pattern: str, value: Check, fix: str) -> Check:
+    compiled = re.compile(key_pattern)
+
+    def check(key: str, mapping: dict[str, str], context: Context) -> dict[str, str]:
+        for name, item in mapping.items():
+            no_control_characters(key, name)
+            if not compiled.fullmatch(name):
+                raise ConfigError(key, name, "is not a valid key", fix)
+            value(f"{key}.{name}", item, context)
+        return dict(mapping)
+
+    return with_fix(fix)(check)
 
 
 def optional(inner: Check) -> Check:
@@ -597,6 +635,30 @@ SETTINGS: tuple[Setting, ...] = (
        'export.ssh_user; "": the appliance has no SSH logins'),
     _s("export.keep_vagrant_access", BOOLEAN, boolean, "keep the vagrant user, its password and Vagrant's "
        "insecure key in the exported image"),
+    # publish
+    _s("publish.cloud", TEXT, text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "give the name of a cloud in clouds.yaml, or "
+                                   '"" for OS_CLOUD and the OS_* variables', allow_empty=True),
+       'a cloud of clouds.yaml; "" reads OS_CLOUD or the OS_* variables (as openstack does)'),
+    _s("publish.image_name", TEXT, text(r"[A-Za-z0-9][A-Za-z0-9 ._+:@()-]{0,254}", "use letters, digits, spaces and "
+                                        '._+:@()- (at most 255), or "" for the default', allow_empty=True),
+       '"" = <vm.name>-<distro>-<version>-<export date>-<first 8 of the qcow2\'s sha256>'),
+    _s("publish.disk_format", TEXT, choice("qcow2", "raw"), "qcow2, or raw (converted locally with qemu-img; what "
+       "Ceph-backed clouds want)"),
+    _s("publish.visibility", TEXT, choice("private", "shared", "community", "public"), "private | shared | "
+       "community | public (public usually needs the cloud admins' policy)"),
+    _s("publish.tags", LIST, list_of(text(r"[A-Za-z0-9][A-Za-z0-9 ._:@/+-]{0,254}", "use tags of letters, digits and "
+                                          "._:@/+- such as jupyterhub")), "Glance image tags"),
+    _s("publish.properties", MAPPING, mapping_of(r"[a-z][a-z0-9_:.-]{0,254}", text(r"[^\x00-\x1f\x7f]{0,255}",
+                                                 "use one line of text"), "write {hw_scsi_model: virtio-scsi}: lower-case "
+                                                 "keys, one-line values"),
+       "extra Glance properties over the derived ones (e.g. hw_scsi_model: virtio-scsi)"),
+    _s("publish.min_disk_gb", INTEGER, integer(0, 65536, " GiB"), "0 = the qcow2's virtual size rounded up to whole "
+       "GiB"),
+    _s("publish.min_ram_mb", INTEGER, integer(0, 16777216, " MiB"), "the smallest flavor RAM the hub runs in"),
+    _s("publish.disk_bus", TEXT, choice("", "virtio", "scsi", "sata", "ide"), 'hw_disk_bus; "" keeps Nova\'s default '
+       "(virtio)"),
+    _s("publish.active_timeout", INTEGER, integer(10, 86400, " seconds"), "seconds to wait for the uploaded image "
+       "to become active"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -9,7 +9,7 @@ schema: a setting is declared once, there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +31,12 @@ def _section_class(section: str) -> type:
 SECTION_CLASSES: dict[str, type] = {section: _section_class(section) for section in schema.SECTIONS}
 
 
-@dataclass(frozen=True)
-class Settings:
-    vm: Any
-    image: Any
-    ssh: Any
-    tools: Any
-    hub: Any
-    packages: Any
-    guest: Any
-    export: Any
-    os_data: Mapping[str, Any] = field(repr=False, compare=False)
-    project_dir: Path = PROJECT_DIR
+class _SettingsMethods:
+    """What Settings offers besides one attribute per section (the sections come from the schema)."""
 
     @property
     def hub_paths(self) -> guest.HubPaths:
-        return guest.HUB_PATHS[self.hub.flavour]
+        return guest.HUB_PATHS[self.hub.flavour]  # type: ignore[attr-defined]
 
     @property
     def user_env(self) -> str:
@@ -56,6 +46,14 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain data (for digests and the manifest): paths as strings, tuples as lists."""
         return {name: _plain(vars(getattr(self, name))) for name in schema.SECTIONS}
+
+
+# One attribute per section of the schema (s.vm.ip, s.publish.cloud, ...), the OS's data, the project folder
+Settings = make_dataclass(
+    "Settings",
+    [*((section, Any) for section in schema.SECTIONS),
+     ("os_data", Mapping[str, Any], field(repr=False, compare=False)), ("project_dir", Path, PROJECT_DIR)],
+    bases=(_SettingsMethods,), frozen=True)
 
 
 def _plain(value: Any) -> Any:

@@ -198,6 +198,7 @@ def needs(task: str, s: Any) -> list[str]:
         + ([*GUESTFS_COMMANDS, "libguestfs appliance"] if libvirt else [])
         + (["qemu_img"] if "qcow2" in s.export.formats else []),
     }
+    table["publish"] = ["qemu_img"] if s.publish.disk_format == "raw" else []
     table["all"] = table["pack"] + table["up"] + table["export"]
     table["check"] = table["all"]
     return list(dict.fromkeys(table.get(task, [])))

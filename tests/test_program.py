@@ -21,7 +21,8 @@ import yaml
 from hubvm.program import plain_parse_error
 from tests.conftest import INVOKE, copy_project, run_in_process, tree_digest
 
-TASKS = ["all", "check", "clean", "destroy", "export", "pack", "provision", "render", "ssh", "up", "verify"]
+TASKS = ["all", "check", "clean", "destroy", "export", "pack", "provision", "publish", "render", "ssh", "up",
+         "verify"]
 
 
 def rendered_vars(project: Path) -> dict:
@@ -157,6 +158,7 @@ BAD_INPUT = [
     (["up", "--ip", "192.168.56.300"], None, {}, ["vm.ip", "192.168.56.300", "not an IPv4 address"]),
     (["pack", "up", "-d", "/no/such/folder"], None, {}, ["vm.data", "/no/such/folder", "no such folder"]),
     (["pack"], "image:\n  source: mirror\n", {}, ["image.source", "vm.provider libvirt"]),
+    (["publish"], None, {}, ["publish uploads the qcow2", "add qcow2 to export.formats"]),
     (["rendr"], None, {}, ["'rendr' is not a task", "hubvm --list"]),
     (["render", "--colour"], None, {}, ["--colour is not a flag of render", "hubvm --help render"]),
     (["render", "--ip"], None, {}, ["--ip needs a value", "hubvm --help render"]),
@@ -187,7 +189,7 @@ def test_bad_input_is_one_line_and_changes_nothing(project: Path, home: Path, ar
     assert tree_digest(project / "builds") == before
 
 
-@pytest.mark.parametrize("case", [0, 13, 24], ids=lambda i: _case_id(BAD_INPUT[i]))
+@pytest.mark.parametrize("case", [0, 13, 25], ids=lambda i: _case_id(BAD_INPUT[i]))
 def test_bad_input_through_the_real_command(cli, project: Path, case: int) -> None:
     """A few of the cases above as a process: the exit status and stderr the shell sees."""
     args, profile, env, words = BAD_INPUT[case]

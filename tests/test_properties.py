@@ -124,6 +124,17 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "export.ssh_user": LOGIN,
     "export.ssh_public_key": st.sampled_from(["", "key.pub"]),
     "export.keep_vagrant_access": st.booleans(),
+    "publish.cloud": st.just("") | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,12}", fullmatch=True),
+    "publish.image_name": st.just("") | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ._+:@()-]{0,20}", fullmatch=True),
+    "publish.disk_format": st.sampled_from(["qcow2", "raw"]),
+    "publish.visibility": st.sampled_from(["private", "shared", "community", "public"]),
+    "publish.tags": st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), unique=True, max_size=3),
+    "publish.properties": st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+                                          st.from_regex(r"[a-z0-9 ._-]{0,12}", fullmatch=True), max_size=3),
+    "publish.min_disk_gb": st.integers(0, 65536),
+    "publish.min_ram_mb": st.integers(0, 16777216),
+    "publish.disk_bus": st.sampled_from(["", "virtio", "scsi", "sata", "ide"]),
+    "publish.active_timeout": st.integers(10, 86400),
 }
 
 # YAML spellings that a YAML file reads as something other than the text a person typed
@@ -146,6 +157,8 @@ def _env_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return yaml.safe_dump(list(value), default_flow_style=True).strip()
+    if isinstance(value, dict):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
     return str(value)
 
 
@@ -228,6 +241,10 @@ def _wrong_kind(kind: schema.Kind) -> st.SearchStrategy[Any]:
         "list": st.dictionaries(st.text(string.ascii_lowercase, min_size=1, max_size=4), scalars, min_size=1,
                                 max_size=2) | st.lists(st.lists(scalars, max_size=2), min_size=1, max_size=2)
         | st.booleans(),
+        "mapping": st.lists(scalars, min_size=1, max_size=3) | st.text(string.ascii_letters, min_size=1, max_size=6)
+        | st.dictionaries(st.text(string.ascii_lowercase, min_size=1, max_size=4), st.lists(scalars, min_size=1,
+                                                                                          max_size=2), min_size=1,
+                          max_size=2),
     }
     return wrong[kind.name]
 
@@ -241,7 +258,7 @@ def test_values_of_the_wrong_kind_are_one_line_naming_the_setting(key: str, proj
     check()
 
 
-TEXTUAL = [s.key for s in schema.SETTINGS if s.kind.name in ("text", "list")]
+TEXTUAL = [s.key for s in schema.SETTINGS if s.kind.name in ("text", "list", "mapping")]
 
 
 @pytest.mark.parametrize("key", TEXTUAL)
@@ -252,7 +269,9 @@ def test_control_characters_are_refused_in_every_layer(key: str, project: Path, 
     def check(value: Any, control: str, at: int, layer: str) -> None:
         if layer == "env" and control == "\x00":
             control = "\n"  # an environment variable cannot hold NUL
-        if isinstance(value, list):
+        if isinstance(value, dict):
+            value = {**value, "k": "v"[:at] + control + "v"[at:]}
+        elif isinstance(value, list):
             value = [*value, "x"]
             value[-1] = value[-1][:at] + control + value[-1][at:]
         else:

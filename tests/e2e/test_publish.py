@@ -605,3 +605,58 @@ def test_publish_a_real_export(glance: Glance, clouds: Clouds) -> None:
     print(f"{facts.file} ({publish.human_bytes(facts.file_bytes)}): {rate_line(result)}")
     [image] = images_named(glance, req.image_name)
     assert (image.status, image.hash_value) == ("active", file_hash(facts.file, "sha512"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The task: `hubvm publish` in a project whose builds/vm/ is a current export
+
+
+def make_current_export(project: Path, profile: Path) -> Path:
+    """builds/vm/ as `hubvm export` leaves it for the profile's settings: box, qcow2, SHA256SUMS, manifest, stamp."""
+    from hubvm import stamps
+    from hubvm.artifacts import write_checksums_and_manifest
+    from hubvm.layers import Layers, defaults_layer, file_layer, read_file
+    from hubvm.layout import Layout
+    from hubvm.settings import parse
+
+    s = parse(Layers((defaults_layer(project), file_layer(read_file(profile), profile.name, shared=False)),
+                     project))
+    layout = Layout.of(s)
+    partial = layout.vm_partial
+    partial.mkdir(parents=True)
+    make_qcow2(partial / f"{s.vm.name}.qcow2", 8, 64)
+    (partial / f"{s.vm.name}.box").write_bytes(b"box")
+    box_digest = stamps.box_digest(s)
+    digest = stamps.export_digest(s, box_digest)
+    write_checksums_and_manifest(s, partial, {"Vagrant": "2.3.4"}, digest, box_digest)
+    partial.replace(layout.vm_dir)
+    stamps.write(layout.export_stamp, digest)
+    return layout.vm_dir
+
+
+def test_the_publish_task_uploads_the_export_once(glance: Glance, clouds: Clouds, cli, project: Path) -> None:
+    name = unique_name("task")
+    profile = project / "cloud.yaml"
+    profile.write_text(f"vm: {{provider: libvirt, name: {name}}}\nexport: {{formats: [qcow2]}}\n"
+                       "publish: {cloud: local, tags: [course], properties: {hw_scsi_model: virtio-scsi}}\n")
+    vm_dir = make_current_export(project, profile)
+
+    dry = cli("-f", str(profile), "--dry", "publish")
+    assert dry.returncode == 0, dry.stderr
+    assert "[dry run] publish would" in dry.stdout
+    assert not [i for i in all_images(glance) if i.name.startswith(name)]  # a dry run connects nowhere
+
+    first = cli("-f", str(profile), "publish")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    [image] = [i for i in all_images(glance) if i.name.startswith(name)]
+    record = image_record(glance, image.id)
+    assert record["status"] == "active" and record["tags"] == ["course"]
+    assert record["hw_qemu_guest_agent"] == "yes" and record["hw_scsi_model"] == "virtio-scsi"
+    assert record["min_ram"] == 1024 and record["os_distro"] == "debian"
+    assert record["os_hash_value"] == file_hash(vm_dir / f"{name}.qcow2", "sha512")
+    assert "uploaded" in first.stdout.splitlines()[-1]
+
+    again = cli("-f", str(profile), "publish")
+    assert again.returncode == 0, again.stderr
+    assert "skipped" in again.stdout.splitlines()[-1]
+    assert len([i for i in all_images(glance) if i.name.startswith(name)]) == 1
