@@ -648,9 +648,9 @@ SETTINGS: tuple[Setting, ...] = (
        "community | public (public usually needs the cloud admins' policy)"),
     _s("publish.tags", LIST, list_of(text(r"[A-Za-z0-9][A-Za-z0-9 ._:@/+-]{0,254}", "use tags of letters, digits and "
                                           "._:@/+- such as jupyterhub")), "Glance image tags"),
-    _s("publish.properties", MAPPING, mapping_of(r"[a-z][a-z0-9_:.-]{0,254}", text(r"[^\x00-\x1f\x7f]{0,255}",
-                                                 "use one line of text"), "write {hw_scsi_model: virtio-scsi}: lower-case "
-                                                 "keys, one-line values"),
+    _s("publish.properties", MAPPING, mapping_of(
+        r"[a-z][a-z0-9_:.-]{0,254}", text(r"[^\x00-\x1f\x7f]{0,255}", "use one line of text"),
+        "write {hw_scsi_model: virtio-scsi}: lower-case keys, one-line values"),
        "extra Glance properties over the derived ones (e.g. hw_scsi_model: virtio-scsi)"),
     _s("publish.min_disk_gb", INTEGER, integer(0, 65536, " GiB"), "0 = the qcow2's virtual size rounded up to whole "
        "GiB"),
