@@ -102,7 +102,7 @@ class PublishRequest:
             raise UserError(f"publish.visibility = {self.visibility!r}: not an image visibility; use one of "
                             f"{', '.join(VISIBILITIES)}")
         if not re.fullmatch(r"[0-9a-f]{64}", self.digest):
-            raise UserError(f"the export's digest {self.digest!r} is not a sha256; run invoke export again")
+            raise UserError(f"the export's digest {self.digest!r} is not a sha256; run hubvm export again")
         for tag in self.tags:
             if not tag or len(tag) > 255:
                 raise UserError(f"publish.tags: {tag!r} is not a tag; give 1 to 255 characters each")
@@ -116,7 +116,7 @@ class PublishRequest:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UserError(f"{key} = {value!r}: give a whole number, 0 or more")
         if not self.file.is_file():
-            raise UserError(f"{self.file} does not exist: run invoke export first")
+            raise UserError(f"{self.file} does not exist: run hubvm export first")
         if self.disk_format == "qcow2" and not is_qcow2(self.file):
             raise UserError(f"publish.disk_format = 'qcow2', but {self.file} is not a qcow2 image; "
                             "use disk_format raw or publish the export's .qcow2")
@@ -165,7 +165,7 @@ def qcow2_virtual_size(path: Path) -> int:
     with path.open("rb") as stream:
         header = stream.read(32)
     if len(header) < 32 or header[:4] != QCOW2_MAGIC:
-        raise UserError(f"{path} is not a qcow2 image: run invoke export again")
+        raise UserError(f"{path} is not a qcow2 image: run hubvm export again")
     return struct.unpack(">Q", header[24:32])[0]
 
 
@@ -248,22 +248,22 @@ def read_export(vm_dir: Path, vm_name: str | None = None) -> ExportFacts:
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{manifest_path} does not exist: run invoke export first") from None
+        raise UserError(f"{manifest_path} does not exist: run hubvm export first") from None
     except (OSError, ValueError) as error:
-        raise UserError(f"{manifest_path} cannot be read ({error}): run invoke export again") from None
+        raise UserError(f"{manifest_path} cannot be read ({error}): run hubvm export again") from None
     try:
         name = manifest["name"]
         artifacts = manifest["artifacts"]
         facts = {"os_name": manifest["os"], "created": manifest["created"],
                  "configuration_sha256": manifest["configuration_sha256"]}
     except (KeyError, TypeError) as error:
-        raise UserError(f"{manifest_path} lacks {error}: run invoke export again") from None
+        raise UserError(f"{manifest_path} lacks {error}: run hubvm export again") from None
     if vm_name is not None and name != vm_name:
         raise UserError(f"{manifest_path} is the export of {name!r}, not of vm.name {vm_name!r}: "
-                        "run invoke export again")
+                        "run hubvm export again")
     qcow2 = f"{name}.qcow2"
     if qcow2 not in artifacts:
-        raise UserError(f"{manifest_path} lists no {qcow2}: add qcow2 to export.formats and run invoke export")
+        raise UserError(f"{manifest_path} lists no {qcow2}: add qcow2 to export.formats and run hubvm export")
     return ExportFacts(vm_name=name, file=vm_dir / qcow2, file_sha256=artifacts[qcow2]["sha256"],
                        file_bytes=int(artifacts[qcow2]["bytes"]), **facts)
 
@@ -720,7 +720,7 @@ def compare_hashes(image: Any, body: UploadBody, request: PublishRequest) -> Non
                                f"file has {str(ours)[:16]}... (the data changed on the way)")
     if not request.converts and body.hexdigest("sha256") != request.digest:
         raise ChecksumMismatch(f"{request.file} changed since the export (sha256 {body.hexdigest('sha256')[:16]}"
-                               f"..., the export recorded {request.digest[:16]}...): run invoke export again")
+                               f"..., the export recorded {request.digest[:16]}...): run hubvm export again")
 
 
 def delete_quietly(conn: Connection, image_id: str) -> str:

@@ -66,7 +66,7 @@ def request(file: Path, **changes: Any) -> PublishRequest:
     ({"disk_format": "vmdk"}, "publish.disk_format = 'vmdk': not supported; use one of qcow2, raw"),
     ({"visibility": "everyone"},
      "publish.visibility = 'everyone': not an image visibility; use one of private, shared, community, public"),
-    ({"digest": "abc"}, "the export's digest 'abc' is not a sha256; run invoke export again"),
+    ({"digest": "abc"}, "the export's digest 'abc' is not a sha256; run hubvm export again"),
     ({"tags": ("",)}, "publish.tags: '' is not a tag; give 1 to 255 characters each"),
     ({"properties": {"min_disk": "20"}}, "publish.properties.min_disk: min_disk is Glance's own attribute or ours, "
                                          "not a property to set; remove it (min_disk and min_ram have their own "
@@ -85,7 +85,7 @@ def test_a_bad_request_is_one_line_naming_the_setting(qcow2: Path, changes: dict
 
 
 def test_a_missing_file_says_to_export(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"^.*/absent\.qcow2 does not exist: run invoke export first$"):
+    with pytest.raises(UserError, match=r"^.*/absent\.qcow2 does not exist: run hubvm export first$"):
         request(tmp_path / "absent.qcow2").check()
 
 
@@ -205,10 +205,10 @@ def test_os_names_parse_as_libosinfo_short_ids() -> None:
 
 
 @pytest.mark.parametrize(("setup", "message"), [
-    ("none", "manifest.json does not exist: run invoke export first"),
+    ("none", "manifest.json does not exist: run hubvm export first"),
     ("broken", "manifest.json cannot be read"),
-    ("other-vm", "manifest.json is the export of 'other', not of vm.name 'hub': run invoke export again"),
-    ("no-qcow2", "manifest.json lists no hub.qcow2: add qcow2 to export.formats and run invoke export"),
+    ("other-vm", "manifest.json is the export of 'other', not of vm.name 'hub': run hubvm export again"),
+    ("no-qcow2", "manifest.json lists no hub.qcow2: add qcow2 to export.formats and run hubvm export"),
 ])
 def test_an_unusable_export_is_one_line(tmp_path: Path, setup: str, message: str) -> None:
     vm_dir = tmp_path / "vm"

@@ -2,7 +2,7 @@
 
 Every valid combination of provider x OS x base image x IP x data folder, and every profile in config/, is rendered
 in-process (hubvm.settings + hubvm.render) into a project of its own. Then, in parallel threads:
-  packer validate (Debian's packer 1.6.6, the command `invoke pack` would run, `build` swapped for `validate`),
+  packer validate (Debian's packer 1.6.6, the command `hubvm pack` would run, `build` swapped for `validate`),
   vagrant validate (libvirt's provider settings checked by vagrant-libvirt; VirtualBox is not installed here),
   debconf-set-selections --checkonly (the Debian preseed), ansible-playbook --syntax-check (with the rendered
   variables), yamllint (the rendered YAML, and every YAML file of the repository), ansible-lint (profile production).

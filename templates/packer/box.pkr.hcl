@@ -1,5 +1,5 @@
 # The base box: a minimal Debian or Ubuntu with the build user, passwordless sudo and Vagrant's insecure key.
-# One template for every provider and base image; `invoke pack` picks the source with -only=<builder>.<name>
+# One template for every provider and base image; `hubvm pack` picks the source with -only=<builder>.<name>
 # and passes builds/packer/variables.pkrvars.json (rendered from the configuration).
 #
 #   source                 provider    base image
@@ -7,7 +7,7 @@
 #   virtualbox-ovf.cloud   virtualbox  official cloud image (OVA), cloud-init seeded from http/cloud/
 #   qemu.iso               libvirt     installer ISO + preseed/autoinstall served from http/
 #   qemu.cloud             libvirt     official cloud image (qcow2), cloud-init seeded from http/cloud/
-#   qemu.mirror            libvirt     disk image built from a package mirror by `invoke pack` (no installer)
+#   qemu.mirror            libvirt     disk image built from a package mirror by `hubvm pack` (no installer)
 #
 # Packer runs in builds/packer/, so relative paths are relative to that folder.
 
@@ -92,7 +92,7 @@ variable "environment" {
 
 variable "output_box" {
   type        = string
-  description = "where the Vagrant post-processor writes the box (renamed into place by invoke pack)"
+  description = "where the Vagrant post-processor writes the box (renamed into place by hubvm pack)"
 }
 
 locals {

@@ -1,5 +1,5 @@
 # The builder plugins box.pkr.hcl needs. Packer >= 1.7 installs them with `packer init .` (from 1.10 on there
-# are no bundled builders). Packer 1.6 does not know this block: `invoke pack` then passes box.pkr.hcl alone.
+# are no bundled builders). Packer 1.6 does not know this block: `hubvm pack` then passes box.pkr.hcl alone.
 packer {
   required_version = ">= 1.7.0"
   required_plugins {

@@ -11,7 +11,7 @@
    as export.ssh_public_key, and the CA certificates this host trusts beyond Debian's (a TLS-intercepting
    proxy's, /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates;
 4. boots two copies of the exported qcow2 as fresh VMs (copy-on-write overlays) and, on each, runs
-   `invoke verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
+   `hubvm verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
    waits for the hub's first start), then checks clone safety: their SSH host keys,
    machine-id and hub cookie secret differ; the build login and password logins are gone;
 5. writes a table of step durations and artifact sizes to builds/logs/full-build-<time>.md and prints it;
@@ -127,7 +127,7 @@ def stream(ns: LibvirtNamespace, argv: Sequence[str], log: Path, env: dict[str, 
 
 
 def step_statuses(output: str) -> dict[str, str]:
-    """The step table `invoke all` ends with: {"pack": "skipped", "up": "ran", ...} (the last table printed)."""
+    """The step table `hubvm all` ends with: {"pack": "skipped", "up": "ran", ...} (the last table printed)."""
     statuses: dict[str, str] = {}
     for line in output.splitlines():
         fields = line.split()
@@ -225,36 +225,36 @@ def run(args: argparse.Namespace, record: Record) -> None:
         if args.fresh:
             t = time.monotonic()
             status = stream(ns, [HUBVM, "-f", str(profile), "clean", "--all"], logs / f"e2e-{stamp}-clean.log", env)
-            record.step("invoke clean --all", "ran" if status == 0 else "failed", time.monotonic() - t)
+            record.step("hubvm clean --all", "ran" if status == 0 else "failed", time.monotonic() - t)
             if status:
-                raise StepFailed("invoke clean --all failed")
+                raise StepFailed("hubvm clean --all failed")
 
         if args.reuse_export:
-            record.step("invoke all (pack, up, export)", "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
+            record.step("hubvm all (pack, up, export)", "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
         else:
             t = time.monotonic()
             status = stream(ns, [HUBVM, "-f", str(profile), "all"], logs / f"e2e-{stamp}-all.log", env)
-            record.step("invoke all (pack, up, export)", "ran" if status == 0 else "failed", time.monotonic() - t,
+            record.step("hubvm all (pack, up, export)", "ran" if status == 0 else "failed", time.monotonic() - t,
                         f"log builds/logs/e2e-{stamp}-all.log")
             if status:
                 record_sizes(record)
-                raise StepFailed(f"invoke all exited {status}")
-            # nothing changed: a second `invoke all` must skip every step
+                raise StepFailed(f"hubvm all exited {status}")
+            # nothing changed: a second `hubvm all` must skip every step
             t = time.monotonic()
             again = logs / f"e2e-{stamp}-all-again.log"
             status = stream(ns, [HUBVM, "-f", str(profile), "all"], again, env)
             statuses = step_statuses(again.read_text())
             skipped = status == 0 and set(statuses) == {"pack", "up", "verify", "export"} \
                 and set(statuses.values()) == {"skipped"}
-            record.step("invoke all, again (nothing changed)", "skipped every step" if skipped else "failed",
+            record.step("hubvm all, again (nothing changed)", "skipped every step" if skipped else "failed",
                         time.monotonic() - t, ", ".join(f"{k} {v}" for k, v in statuses.items()))
             if not skipped:
-                raise StepFailed(f"the second invoke all did not skip every step: {statuses or status}")
+                raise StepFailed(f"the second hubvm all did not skip every step: {statuses or status}")
         record_sizes(record)
 
         exported = PROJECT / "builds" / "vm" / f"{vm_name()}.qcow2"
         if not exported.is_file():
-            raise StepFailed(f"invoke all wrote no {exported}")
+            raise StepFailed(f"hubvm all wrote no {exported}")
         ns.run([*VIRSH, "net-create", "/dev/stdin"], input=NETWORK_XML)
         copies = [Copy(f"hvb-e2e-copy{i}", state / "lib" / "images" / f"copy{i}.qcow2") for i in (1, 2)]
         for copy in copies:
@@ -284,10 +284,10 @@ def run(args: argparse.Namespace, record: Record) -> None:
             log = logs / f"e2e-{stamp}-verify-{copy.name}.log"
             status = stream(ns, [HUBVM, "-f", str(profile), "verify", "--host", f"{ADMIN}@{copy.address}",
                                  "--identity", str(key)], log, env)
-            record.step(f"invoke verify ({copy.name})", "passed" if status == 0 else "failed",
+            record.step(f"hubvm verify ({copy.name})", "passed" if status == 0 else "failed",
                         time.monotonic() - t, verify_detail(log.read_text(errors="replace")))
             if status:
-                raise StepFailed(f"invoke verify failed on {copy.name}")
+                raise StepFailed(f"hubvm verify failed on {copy.name}")
             copy.facts = guest_facts(ns, ssh)
 
         t = time.monotonic()
@@ -363,9 +363,9 @@ def record_sizes(record: Record) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fresh", action="store_true", help="run `invoke clean --all` first (rebuild everything)")
+    parser.add_argument("--fresh", action="store_true", help="run `hubvm clean --all` first (rebuild everything)")
     parser.add_argument("--reuse-export", action="store_true",
-                        help="skip `invoke all`: boot, verify and compare copies of the qcow2 already in builds/vm/")
+                        help="skip `hubvm all`: boot, verify and compare copies of the qcow2 already in builds/vm/")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("full_build.py needs root (network namespace, nft, libvirtd)", file=sys.stderr)
