@@ -98,7 +98,8 @@ def main() -> int:
             walls = [wall for wall, _, _ in runs]
             cpu = statistics.median(c for _, c, _ in runs)
             target = TARGETS.get(name)
-            verdict = "" if target is None else f"<= {target} s: {'met' if statistics.median(walls) <= target else 'MISSED'}"
+            met = target is not None and statistics.median(walls) <= target
+            verdict = "" if target is None else f"<= {target} s: {'met' if met else 'MISSED'}"
             print(f"{name:<20} {statistics.median(walls):7.2f}s {min(walls):7.2f}s {max(walls):7.2f}s {cpu:7.2f}s  "
                   f"{verdict}{'' if codes == {0} else f' (exit {sorted(codes)})'}")
         return 0

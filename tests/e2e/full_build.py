@@ -6,7 +6,7 @@
 1. makes an SSH key pair for the appliance's administrator (builds/e2e/id_ed25519);
 2. starts libvirtd in a network namespace of its own with a masqueraded way out (tests/e2e/libvirt_host.py),
    so every VM network stays there and guests reach only the package registries through the NAT;
-3. runs `invoke -f builds/e2e/e2e.yaml all` in that namespace (mirror base image, packer, vagrant up with
+3. runs `hubvm -f builds/e2e/e2e.yaml all` in that namespace (mirror base image, packer, vagrant up with
    Ansible, export to qcow2); builds/e2e/e2e.yaml is config/e2e-libvirt.yaml plus this machine's part: the key
    as export.ssh_public_key, and the CA certificates this host trusts beyond Debian's (a TLS-intercepting
    proxy's, /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates;
