@@ -291,7 +291,7 @@ def test_dry_runs_write_nothing_even_after_a_render(cli, project: Path) -> None:
     """Vagrant writes builds/vagrant/.vagrant/ whenever it is asked about a machine: a dry run must not ask it."""
     assert cli("render").returncode == 0
     before = tree_digest(project / "builds")
-    for args in (["--dry", "up"], ["--dry", "all"], ["--dry", "export"], ["--dry", "verify"], ["--dry", "destroy"]):
+    for args in (["--dry", "all"], ["--dry", "verify"], ["--dry", "destroy"]):  # all: pack, up, verify, export
         result = cli(*args)
         assert "Traceback" not in result.stderr, result.stderr
     assert not (project / "builds" / "vagrant" / ".vagrant").exists()
