@@ -114,7 +114,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   split_by_availability
   # Fresh lists unless all that is missing is what this distribution does not have (VirtualBox on Debian)
   if [ "${#wanted[@]}" -gt 0 ] || ! lists_present; then
-    [ -z "$sudo" ] || sudo -v  # ask for the password now, not in the middle of the log
+    [ -z "$sudo" ] || sudo true  # asks for the password now, not in the middle of the log (sudo -v would ask
+    #                                 even where a NOPASSWD rule lets you run commands)
     apt_get update
     split_by_availability
   fi
@@ -122,11 +123,10 @@ fi
 if [ "${#wanted[@]}" -eq 0 ]; then
   echo "==> apt: nothing to install ($(( ${#packages[@]} - ${#unavailable[@]} )) packages present)"
 else
-  echo "==> apt: installing ${wanted[*]}"
+  echo "==> apt: installing ${#wanted[@]} packages and what they depend on: ${wanted[*]}"
   before=$(count_installed)
   apt_get install -y --no-install-recommends "${wanted[@]}"
-  echo "    $(( $(count_installed) - before )) packages installed with their dependencies in $(since "$started")" \
-       "(apt's output: $log)"
+  echo "    $(( $(count_installed) - before )) packages installed in $(since "$started") (apt's output: $log)"
 fi
 for package in "${unavailable[@]}"; do
   case "$package" in
