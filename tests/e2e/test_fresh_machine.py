@@ -7,7 +7,8 @@ shell, sudo for root):
 
 1. `./setup.sh`, then `.venv/bin/invoke [-f PROFILE] check --json` for each shipped profile: every tool must be
    found; the only findings not "ok" may be those a container cannot have (a running libvirt daemon, usable KVM,
-   VirtualBox that Debian does not package), told apart by their status.
+   VirtualBox that Debian does not package), told apart by their status. Then `libguestfs-test-tool`: the
+   appliance of virt-sysprep and virt-sparsify (run by `vagrant package`) builds from the kernel setup.sh installed.
 2. `./setup.sh --tests`, then the quick test group (`.venv/bin/pytest -m "not e2e"`), which must pass.
 
 The container shares the host's apt archive cache (/var/cache/apt/archives, bind-mounted) so that packages are
@@ -179,6 +180,14 @@ def test_a_fresh_machine_sets_up_checks_and_tests(fresh_rootfs: Path, stages, tm
                 command = shlex.join([".venv/bin/invoke", *(["-f", profile] if profile else []), "check", "--json"])
                 result = as_user(machine, command, timeout=300, stream=False, check=False)
             assert_check(profile, result)
+        # The export's tools on the bare machine: libguestfs builds its appliance from the kernel setup.sh installed
+        # and boots it (in QEMU's software emulation, as vm.accelerator tcg makes `vagrant package` do)
+        with stages.time("fresh machine: libguestfs-test-tool (as the user, TCG)"):
+            result = machine.run("LIBGUESTFS_BACKEND_SETTINGS=force_tcg libguestfs-test-tool", user=USER,
+                                 timeout=600, check=False)
+            output = result.stdout + result.stderr  # the tool's trace goes to stderr
+            assert result.returncode == 0 and "TEST FINISHED OK" in output, output[-3000:]
+            print("    " + next(line for line in output.splitlines() if "picked vmlinuz" in line))
         with stages.time("fresh machine: ./setup.sh --tests"):
             as_user(machine, "./setup.sh --tests", timeout=600)
         with stages.time("fresh machine: the quick tests (pytest -m 'not e2e')"):
