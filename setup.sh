@@ -17,17 +17,17 @@ case "${1:-}" in
 esac
 
 # Who the virtualenv and the libvirt group are for: you, also when you ran `sudo ./setup.sh`.
-sudo="" as_user="" user=$(id -un)
+sudo="" as_user=() user=$(id -un)
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "setup.sh: not root and no sudo: run it as root, or install sudo" >&2; exit 1; }
   sudo="sudo"
 elif [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
-  user=$SUDO_USER as_user="sudo -u $SUDO_USER"
+  user=$SUDO_USER as_user=(sudo -u "$SUDO_USER")
 fi
 
 log=builds/logs/setup.log
-$as_user mkdir -p builds/logs
-$as_user touch "$log"
+"${as_user[@]}" mkdir -p builds/logs
+"${as_user[@]}" touch "$log"
 echo "==> $(date '+%F %T') ./setup.sh ${1:-}" >>"$log"
 
 # Run a command with its output in the log; if it fails, say so and show the log's end.
@@ -73,11 +73,11 @@ if $tests; then
 fi
 
 # libguestfs builds its appliance from a host kernel (supermin reads /boot/vmlinuz-* and its /lib/modules/):
-# a machine without one (containers, WSL, some cloud images) gets the distribution's kernel package.
+# a machine without one (a container, WSL) gets the distribution's kernel package.
 readable_kernel() {
   local kernel
   for kernel in /boot/vmlinuz-*; do
-    if [ -d "/lib/modules/${kernel#/boot/vmlinuz-}" ] && $as_user test -r "$kernel"; then return 0; fi
+    if [ -d "/lib/modules/${kernel#/boot/vmlinuz-}" ] && "${as_user[@]}" test -r "$kernel"; then return 0; fi
   done
   return 1
 }
@@ -164,9 +164,9 @@ started=$SECONDS
 extras=""
 if $tests; then extras="[test]"; fi
 echo "==> Python virtualenv in .venv/ (pip install -e '.$extras')"
-[ -x .venv/bin/python ] || quietly $as_user python3 -m venv .venv
-quietly $as_user .venv/bin/pip install --upgrade pip
-quietly $as_user .venv/bin/pip install -e ".$extras"
-echo "    $($as_user .venv/bin/pip list --format=freeze 2>/dev/null | wc -l) Python packages, ready in $(since "$started")"
+[ -x .venv/bin/python ] || quietly "${as_user[@]}" python3 -m venv .venv
+quietly "${as_user[@]}" .venv/bin/pip install --upgrade pip
+quietly "${as_user[@]}" .venv/bin/pip install -e ".$extras"
+echo "    $("${as_user[@]}" .venv/bin/pip list --format=freeze 2>/dev/null | wc -l) Python packages, ready in $(since "$started")"
 
 echo "==> done. Next: .venv/bin/invoke check   (tells what this machine still lacks)"
