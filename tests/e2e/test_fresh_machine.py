@@ -184,6 +184,9 @@ def test_a_fresh_machine_sets_up_checks_and_tests(fresh_rootfs: Path, stages, tm
                 command = shlex.join([".venv/bin/invoke", *(["-f", profile] if profile else []), "check", "--json"])
                 result = as_user(machine, command, timeout=300, stream=False, check=False)
             assert_check(profile, result)
+        # What a person sees there (for the record; the JSON above is what is asserted)
+        shown = as_user(machine, ".venv/bin/invoke -f config/cloud.yaml check", timeout=300, stream=False, check=False)
+        print(f"\ninvoke -f config/cloud.yaml check (exit {shown.returncode}):\n{shown.stdout}{shown.stderr}")
         with stages.time("fresh machine: ./setup.sh --tests"):
             as_user(machine, "./setup.sh --tests", timeout=600)
         with stages.time("fresh machine: the quick tests (pytest -m 'not e2e')"):
