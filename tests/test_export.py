@@ -47,7 +47,9 @@ def run_export(project: Path, bin_dir: Path, **overrides: object) -> tuple[MockC
         elif " && tar -xzf " in command:
             folder, tar = command[3:].split(" && ", 1)
             with tarfile.open(Path(folder) / tar.split()[2]) as box:
-                box.extractall(Path(folder) / tar.split()[4], filter="data")
+                # Python < 3.11.4 (Debian 12's 3.11.2) has no extraction filters
+                box.extractall(Path(folder) / tar.split()[4],
+                               **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         elif " convert -c -O qcow2 " in command:
             folder, convert = command[3:].split(" && ", 1)
             (Path(folder) / convert.split()[-1]).write_bytes(b"qcow2")

@@ -270,19 +270,33 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 ROOTFS_PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "sudo", "dbus", "iproute2", "curl"]
 
 
-def rootfs_command(target: Path, suite: str = "bookworm") -> list[str]:
-    """The mmdebstrap command line that makes the test host's root filesystem."""
+@dataclass(frozen=True)
+class RootfsRecipe:
+    """What mmdebstrap makes: a variant, the packages added to it, and the apt sources (a mirror URL, or one-line
+    ``deb URL SUITE COMPONENTS`` entries). ``name`` starts the cache entry's name."""
+
+    variant: str = "important"
+    packages: tuple[str, ...] = tuple(ROOTFS_PACKAGES)
+    sources: tuple[str, ...] = (DEBIAN_MIRROR,)
+    name: str = "rootfs"
+
+
+TEST_HOST = RootfsRecipe()  # the SSH-reachable test host of nspawn_host
+
+
+def rootfs_command(target: Path, suite: str = "bookworm", recipe: RootfsRecipe = TEST_HOST) -> list[str]:
+    """The mmdebstrap command line that makes a root filesystem (by default the test host's)."""
     return [
         "mmdebstrap",
-        "--variant=important",
-        f"--include={','.join(ROOTFS_PACKAGES)}",
+        f"--variant={recipe.variant}",
+        f"--include={','.join(recipe.packages)}",
         suite,
         str(target),
-        DEBIAN_MIRROR,
+        *recipe.sources,
     ]
 
 
-def cached_rootfs(suite: str = "bookworm", log=print) -> Path:
+def cached_rootfs(suite: str = "bookworm", log=print, recipe: RootfsRecipe = TEST_HOST) -> Path:
     """A pristine Debian root filesystem, made once with mmdebstrap and reused by later runs.
 
     The cache entry is named after a digest of the mmdebstrap command, so changing the package list makes a
@@ -290,8 +304,8 @@ def cached_rootfs(suite: str = "bookworm", log=print) -> Path:
     """
     import hashlib
 
-    digest = hashlib.sha256(" ".join(rootfs_command(Path("-"), suite)).encode()).hexdigest()[:12]
-    rootfs = CACHE_DIR / f"rootfs-{suite}-{digest}"
+    digest = hashlib.sha256(" ".join(rootfs_command(Path("-"), suite, recipe)).encode()).hexdigest()[:12]
+    rootfs = CACHE_DIR / f"{recipe.name}-{suite}-{digest}"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel run waits for the one building it
@@ -301,7 +315,7 @@ def cached_rootfs(suite: str = "bookworm", log=print) -> Path:
         partial = rootfs.with_name(rootfs.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         started = time.monotonic()
-        cmd = rootfs_command(partial, suite)
+        cmd = rootfs_command(partial, suite, recipe)
         log(f"root filesystem: {' '.join(cmd)}")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         partial.rename(rootfs)
@@ -393,8 +407,9 @@ def _unmount_below(root: Path) -> None:
         _sh(["umount", "-l", mount], check=False)
 
 
-def _start_nspawn(ns: Namespace, root: Path, log_path: Path) -> subprocess.Popen:
-    """Start ``systemd-nspawn --boot`` on root inside ns, in the background, its console going to log_path."""
+def _start_nspawn(ns: Namespace, root: Path, log_path: Path, options: Sequence[str] = ()) -> subprocess.Popen:
+    """Start ``systemd-nspawn --boot`` on root inside ns, in the background, its console going to log_path.
+    ``options`` are more systemd-nspawn options (``--bind=...``)."""
     cmd = [
         "systemd-nspawn",
         f"--directory={root}",
@@ -404,6 +419,7 @@ def _start_nspawn(ns: Namespace, root: Path, log_path: Path) -> subprocess.Popen
         "--register=no",
         "--keep-unit",
         "--console=read-only",
+        *options,
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
@@ -466,9 +482,7 @@ def nspawn_host(
     try:
         pristine = cached_rootfs(log=log)
         started = time.monotonic()
-        if root.exists():
-            shutil.rmtree(root)
-        _sh(["cp", "-a", "--reflink=auto", str(pristine), str(root)])
+        _copy_rootfs(pristine, root)
         _prepare_root(root, Path(f"{identity}.pub").read_text(), hostname)
         log(f"root filesystem: copied in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
@@ -480,6 +494,121 @@ def nspawn_host(
     finally:
         if host is not None:
             _stop(host.process)
+        _unmount_below(root)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------------------------
+# A booted machine entered with nsenter: for root filesystems with no sshd (a bare minbase, as a fresh machine)
+
+
+def _copy_rootfs(pristine: Path, root: Path) -> None:
+    """A private copy of a cached root filesystem (reflinked where the file system can)."""
+    if root.exists():
+        shutil.rmtree(root)
+    _sh(["cp", "-a", "--reflink=auto", str(pristine), str(root)])
+
+
+def container_init_pid(nspawn: subprocess.Popen) -> int | None:
+    """The host PID of the container's init (systemd), a child of the systemd-nspawn process; None before it runs."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+            if int(fields[1]) == nspawn.pid:
+                return int(stat.parent.name)
+    return None
+
+
+@dataclass
+class BootedMachine:
+    """A systemd-nspawn guest booted in ``ns``; commands enter its namespaces with nsenter (no sshd needed)."""
+
+    ns: Namespace
+    root: Path
+    process: subprocess.Popen
+    log_path: Path
+
+    def command(self, command: str, user: str = "root", timeout: float = 600) -> list[str]:
+        """argv running a shell command line in the guest, in a login shell of ``user`` (its own clean
+        environment: /etc/profile and the user's profile), stopped after ``timeout`` seconds."""
+        pid = container_init_pid(self.process)
+        if pid is None:
+            raise RuntimeError(f"the guest's init is not running; see {self.log_path}")
+        return ["timeout", "--kill-after=10", str(int(timeout)), "nsenter", f"--target={pid}", "--all",
+                "runuser", "--login", user, "--command", command]
+
+    def run(self, command: str, user: str = "root", timeout: float = 600, check: bool = True,
+            stream: bool = False) -> subprocess.CompletedProcess:
+        """Run a shell command line in the guest; output captured (stdout and stderr together when ``stream``,
+        each line then also printed as it comes)."""
+        argv = self.command(command, user, timeout)
+        if not stream:
+            return _sh(argv, check=check)
+        lines = []
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              stdin=subprocess.DEVNULL) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(f"    | {line}", end="", flush=True)
+                lines.append(line)
+        result = subprocess.CompletedProcess(argv, process.returncode, "".join(lines), "")
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{command!r} as {user} failed ({result.returncode}); its output ends:\n"
+                               + "".join(lines[-30:]))
+        return result
+
+
+def _wait_booted_nsenter(machine: BootedMachine, timeout: float) -> str:
+    """Wait until systemd in the guest says the boot is finished; return its state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if machine.process.poll() is not None:
+            raise RuntimeError(f"systemd-nspawn exited ({machine.process.returncode}); see {machine.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the guest did not boot within {timeout:.0f} s; see {machine.log_path}")
+        if container_init_pid(machine.process) is not None:
+            state = machine.run("systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
+            if state in ("running", "degraded"):
+                return state
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def booted_machine(
+    ns: Namespace,
+    pristine: Path,
+    workdir: Path,
+    prepare=lambda root: None,
+    options: Sequence[str] = (),
+    boot_timeout: float = 120,
+    keep: bool = False,
+    log=print,
+) -> Iterator[BootedMachine]:
+    """Copy ``pristine`` to ``workdir/rootfs``, let ``prepare(root)`` change it, boot it with systemd-nspawn in
+    ``ns`` (more nspawn ``options``, such as ``--bind=``) and yield it once systemd finished booting. The guest is
+    stopped by its nspawn PID, its mounts checked and the copy deleted (unless ``keep``), whatever happens."""
+    root = workdir / "rootfs"
+    log_path = workdir / "nspawn.log"
+    process = None
+    try:
+        started = time.monotonic()
+        _copy_rootfs(pristine, root)
+        resolv = root / "etc" / "resolv.conf"
+        if resolv.is_symlink():
+            resolv.unlink()
+        shutil.copyfile("/etc/resolv.conf", resolv)
+        prepare(root)
+        log(f"root filesystem: copied and prepared in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        process = _start_nspawn(ns, root, log_path, options)
+        machine = BootedMachine(ns=ns, root=root, process=process, log_path=log_path)
+        state = _wait_booted_nsenter(machine, boot_timeout)
+        log(f"guest: booted ({state}) in {time.monotonic() - started:.0f} s")
+        yield machine
+    finally:
+        if process is not None:
+            _stop(process)
         _unmount_below(root)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
