@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a Debian 12 or Ubuntu 24.04 machine for this tool: host packages with apt, then a Python virtualenv in .venv/.
 #
-#   ./setup.sh           what `invoke all` needs, for each provider as far as this distribution packages it
+#   ./setup.sh           what `hubvm all` needs, for each provider as far as this distribution packages it
 #   ./setup.sh --tests   also what the test suite needs
 #
 # apt runs through sudo when you are not root. Safe to run again: it installs only what is missing.
@@ -56,7 +56,7 @@ packages=()
 # Python 3 and its venv module: the virtualenv of invoke, fabric and Ansible (pyproject.toml)
 packages+=(python3 python3-venv)
 # Vagrant boots and provisions the build VM; rsync copies vm.data into a libvirt VM (the rsync synced folder);
-# ssh and ssh-keygen serve vagrant, ansible, vagrant-libvirt's forwarded ports and `invoke ssh`
+# ssh and ssh-keygen serve vagrant, ansible, vagrant-libvirt's forwarded ports and `hubvm ssh`
 packages+=(vagrant rsync openssh-client)
 # libvirt provider: the system daemon and virsh, QEMU and qemu-img, the vagrant-libvirt plugin, and dnsmasq
 # (a Recommends) without which libvirt cannot start a NAT network such as vagrant-libvirt's management network
@@ -69,7 +69,9 @@ if $tests; then
   # tests: debconf-set-selections (the preseed validator); test hosts booted with systemd-nspawn in network
   # namespaces (ip, nft)
   packages+=(debconf-utils systemd-container nftables iproute2)
-  # tests: a real OpenStack Image service (glance-api) on loopback -- added by the Glance upload tests
+  # tests: a real OpenStack Image service on loopback for the publish tests (Debian's glance-api, about 200
+  # packages; the tests start it themselves)
+  packages+=(glance-api)
 fi
 
 # libguestfs builds its appliance from a host kernel (supermin reads /boot/vmlinuz-* and its /lib/modules/):
@@ -127,6 +129,11 @@ else
   before=$(count_installed)
   apt_get install -y --no-install-recommends "${wanted[@]}"
   echo "    $(( $(count_installed) - before )) packages installed in $(since "$started") (apt's output: $log)"
+  # glance-api's package starts a system service on port 9292 where systemd runs: the tests start their own
+  if [[ " ${wanted[*]} " == *" glance-api "* ]] && [ -d /run/systemd/system ]; then
+    quietly $sudo systemctl disable --now glance-api
+    echo "    glance-api: its system service stopped and disabled (the tests start their own on loopback)"
+  fi
 fi
 for package in "${unavailable[@]}"; do
   case "$package" in
@@ -135,7 +142,7 @@ for package in "${unavailable[@]}"; do
       echo "      (https://developer.hashicorp.com/packer/install#linux)" ;;
     virtualbox)
       echo "    VirtualBox is not in ${distro}'s archive: install Oracle's package, with its kernel driver"
-      echo "      (https://www.virtualbox.org/wiki/Linux_Downloads), or build for libvirt: invoke -f config/cloud.yaml all" ;;
+      echo "      (https://www.virtualbox.org/wiki/Linux_Downloads), or build for libvirt: hubvm -f config/cloud.yaml all" ;;
     virtualbox-dkms | linux-headers-*) ;;  # only there to build VirtualBox's driver
     vagrant | vagrant-libvirt)
       echo "    $package is not in ${distro}'s archive: https://developer.hashicorp.com/vagrant/install," \
@@ -169,4 +176,4 @@ quietly "${as_user[@]}" .venv/bin/pip install --upgrade pip
 quietly "${as_user[@]}" .venv/bin/pip install -e ".$extras"
 echo "    $("${as_user[@]}" .venv/bin/pip list --format=freeze 2>/dev/null | wc -l) Python packages, ready in $(since "$started")"
 
-echo "==> done. Next: .venv/bin/invoke check   (tells what this machine still lacks)"
+echo "==> done. Next: .venv/bin/hubvm check   (tells what this machine still lacks)"
