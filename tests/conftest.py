@@ -145,3 +145,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     for marker, seconds in _group_seconds.items():
         terminalreporter.write_line(f"{marker} group: {len(_group_tests[marker])} tests in {seconds:.1f} s")
+    properties = sys.modules.get("tests.test_properties")
+    if properties is not None and properties.EXAMPLES:
+        counts = ", ".join(f"{name} {count}" for name, count in properties.EXAMPLES.items())
+        terminalreporter.write_line(f"property examples: {sum(properties.EXAMPLES.values())} ({counts})")

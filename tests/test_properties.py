@@ -37,6 +37,12 @@ settings.register_profile("thorough", max_examples=240, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 FLAGS = {"vm.ip", "vm.data"}  # the settings a task flag gives (-i, -d)
+# Generated examples run, per property (tests/conftest.py prints them at the end of the session)
+EXAMPLES: dict[str, int] = {}
+
+
+def counted(name: str) -> None:
+    EXAMPLES[name] = EXAMPLES.get(name, 0) + 1
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGenerated test@example\n"
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBnotacertificate\n-----END CERTIFICATE-----\n"
 
@@ -222,6 +228,7 @@ def test_valid_values_render_the_same_whichever_layer_they_come_from(key: str, p
                                                                      tmp_path: Path) -> None:
     @given(value=VALID[key])
     def check(value: Any) -> None:
+        counted("valid values, every layer")
         results = {layer: outcome(project, tmp_path, key, layer, value) for layer in layers_of_setting(key)}
         assert len(set(results.values())) == 1, {layer: r[1][:200] for layer, r in results.items()}
 
@@ -253,6 +260,7 @@ def _wrong_kind(kind: schema.Kind) -> st.SearchStrategy[Any]:
 def test_values_of_the_wrong_kind_are_one_line_naming_the_setting(key: str, project: Path, tmp_path: Path) -> None:
     @given(value=_wrong_kind(schema.BY_KEY[key].kind), layer=st.sampled_from(["file", "home"]))
     def check(value: Any, layer: str) -> None:
+        counted("wrong kind")
         assert_refused(outcome(project, tmp_path, key, layer, value), key)
 
     check()
@@ -267,6 +275,7 @@ def test_control_characters_are_refused_in_every_layer(key: str, project: Path, 
 
     @given(value=VALID[key], control=controls, at=st.integers(0, 40), layer=st.sampled_from(layers_of_setting(key)))
     def check(value: Any, control: str, at: int, layer: str) -> None:
+        counted("control characters")
         if layer == "env" and control == "\x00":
             control = "\n"  # an environment variable cannot hold NUL
         if isinstance(value, dict):
@@ -293,6 +302,7 @@ def test_numbers_out_of_range_are_refused_in_every_layer(key: str, project: Path
     @given(value=st.integers(max_value=low - 1) | st.integers(min_value=high + 1),
            layer=st.sampled_from(layers_of_setting(key)))
     def check(value: int, layer: str) -> None:
+        counted("out of range")
         if value < 0 and layer == "env":
             value = -value if -value > high else high + 1  # "-1" is not a number there: refused for that reason
         if key == "hub.cpu_limit" and value == 0:
@@ -313,6 +323,7 @@ def test_yaml_special_forms_are_either_refused_in_one_line_or_taken_as_typed(key
                                                                              tmp_path: Path) -> None:
     """`hostname: yes` is the boolean true to YAML: it must be refused (quote it), never turned into "True"."""
     for form in YAML_FORMS:
+        counted("YAML forms")
         status, message = outcome(project, tmp_path, key, "file", raw_yaml=form)
         read = yaml.safe_load(_yaml_text(key, form))[key.split(".")[0]][key.split(".")[1]]
         if isinstance(read, (bool, list, dict)) or read is None or not isinstance(read, (str, int, float)):
@@ -338,6 +349,7 @@ def test_a_sample_through_the_whole_program(project: Path, tmp_path: Path) -> No
         cases.append((key, "file", lambda p=profile: (["-f", str(p), "render"], {})))
     cases.append(("vm.ip", "flag", lambda: (["render", "-i", "300.1.1.1"], {})))
     for key, layer, make in cases:
+        counted("whole program")
         args, env = make()
         result = run_in_process(project, home, args, env)
         assert result.code == 1, (key, layer, result.stdout, result.stderr)
