@@ -231,8 +231,7 @@ if access.get("tls_cert"):
         body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
         der = base64.b64decode("".join(body.split()))
         out["cert_sha256"] = hashlib.sha256(der).hexdigest()
-        out["cert_pem"] = "-----BEGIN CERTIFICATE-----" + body + "-----END CERTIFICATE-----
-"
+        out["cert_pem"] = "-----BEGIN CERTIFICATE-----" + body + "-----END CERTIFICATE-----\n"
     except (OSError, IndexError, ValueError) as error:
         out["cert_error"] = f"cannot read {access['tls_cert']}: {error}"
 print("@@hubvm-item " + json.dumps(out))

@@ -91,7 +91,7 @@ def read_rows(path: Path) -> list[Row]:
 def parse_rows(text: str, source: str) -> list[Row]:
     rows: list[Row] = []
     seen: dict[str, int] = {}
-    for number, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, cells in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
         cells = [cell.strip() for cell in cells]
         while cells and not cells[-1]:
             cells.pop()
