@@ -194,7 +194,7 @@ def test_probe_script_has_the_access_section() -> None:
 
 
 class _Hub(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = json.dumps({"version": "5.4.3"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -207,7 +207,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 
 
 class _Redirect(_Hub):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(301)
         self.send_header("Location", f"https://127.0.0.1:{self.server.https_port}{self.path}")  # type: ignore[attr-defined]
         self.send_header("Content-Length", "0")

@@ -122,7 +122,7 @@ def test_run_users_needs_one_action_and_a_dry_run_connects_nowhere(tmp_path: Pat
         users.run_users(c, parse(), layout, None, None, "root@10.1.2.3", None)
     with pytest.raises(UserError, match="give either --csv FILE"):
         users.run_users(c, parse(), layout, "a.csv", "ada", "root@10.1.2.3", None)
-    with pytest.raises(UserError, match="^--reset: 'Ada' has capitals"):
+    with pytest.raises(UserError, match=r"^--reset: 'Ada' has capitals"):
         users.run_users(c, parse(), layout, None, "Ada", "root@10.1.2.3", None)
     csv_file = tmp_path / "class.csv"
     csv_file.write_text("ada\ngrace\n")
