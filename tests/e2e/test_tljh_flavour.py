@@ -300,19 +300,17 @@ def test_an_unchanged_second_run_changes_nothing(guest: Guest) -> None:
     assert guest.calls() == []
 
 
+# The settings of the test below, kept by the HTTPS tests after it (which then change only what they test)
+LATER_SETTINGS = {"hub_admin_users": ["admin", "grace"], "hub_memory_limit": "3G", "hub_cpu_limit": 1.5,
+                  "hub_default_app": "classic"}
+
+
 def test_new_settings_rerun_the_installer_with_the_proxy_and_set_what_differs(guest: Guest) -> None:
     # The proxy address is the host end of this test's own veth: nothing listens there and nothing is fetched
     # (every package is installed already), it only has to be passed on.
     proxy = f"http://{guest.host.ns.host_addr}:3128"
     with guest.stages.time("tljh flavour: new admins, limits and a proxy"):
-        result = guest.provision(
-            hub_admin_users=["admin", "grace"],
-            hub_memory_limit="3G",
-            hub_cpu_limit=1.5,
-            hub_default_app="classic",
-            base_http_proxy=proxy,
-            base_https_proxy=proxy,
-        )
+        result = guest.provision(**LATER_SETTINGS, base_http_proxy=proxy, base_https_proxy=proxy)
     assert result.returncode == 0, result.stdout[-3000:]
     bootstrap, *config_calls = guest.calls()
     assert bootstrap["argv"] == ["--version", "2.0.0", "--admin", "admin", "--admin", "grace"]
@@ -337,8 +335,8 @@ def _certificate_files(workdir: Path) -> tuple[Path, Path]:
 def test_https_files_and_open_signup_through_tljh_config(guest: Guest) -> None:
     cert, key = _certificate_files(guest.workdir)
     with guest.stages.time("tljh flavour: HTTPS files, open sign-up"):
-        result = guest.provision(**INSTALL_SETTINGS, hub_admin_users=["admin", "grace"], hub_https="files",
-                                 hub_https_cert_file=str(cert), hub_https_key_file=str(key), hub_signup="open")
+        result = guest.provision(**LATER_SETTINGS, hub_https="files", hub_https_cert_file=str(cert),
+                                 hub_https_key_file=str(key), hub_signup="open")
     assert result.returncode == 0, result.stdout[-3000:]
     assert [call["argv"] for call in guest.calls()] == [
         ["set", "auth.FirstUseAuthenticator.create_users", "true"],
@@ -355,8 +353,8 @@ def test_https_files_and_open_signup_through_tljh_config(guest: Guest) -> None:
 def test_https_acme_through_tljh_config(guest: Guest) -> None:
     """TLJH's own Let's Encrypt client (traefik): only its settings can be checked here, no public DNS name."""
     with guest.stages.time("tljh flavour: HTTPS acme"):
-        result = guest.provision(**INSTALL_SETTINGS, hub_admin_users=["admin", "grace"], hub_https="acme",
-                                 hub_https_acme_domain="hub.example.org", hub_https_acme_email="teacher@example.org")
+        result = guest.provision(**LATER_SETTINGS, hub_https="acme", hub_https_acme_domain="hub.example.org",
+                                 hub_https_acme_email="teacher@example.org")
     assert result.returncode == 0, result.stdout[-3000:]
     assert [call["argv"] for call in guest.calls()] == [
         ["set", "auth.FirstUseAuthenticator.create_users", "false"],
