@@ -449,7 +449,7 @@ def check_api_guest(s: Settings, sec: Section | None) -> Check:
 def check_api_host(endpoint_url: str, answer: HostAnswer | None) -> Check:
     expected = f"JupyterHub version from {endpoint_url}"
     if answer is None:
-        return Check("hub api (host)", expected, "-", None)
+        return Check("hub api (host)", expected, "-", None)   # dry run, or HTTPS not reachable from this host
     return Check("hub api (host)", expected, answer[1], answer[0])
 
 

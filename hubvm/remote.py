@@ -432,12 +432,14 @@ def _is_ip(text: str) -> bool:
 
 
 def check_hub_over_https(s: Settings, endpoint: Endpoint, access_section: Section | None
-                         ) -> tuple[HttpsAnswer | None, HostAnswer]:
+                         ) -> tuple[HttpsAnswer | None, HostAnswer | None]:
     """The host's side of the HTTPS checks: the certificate served, HTTP's redirect, and the hub API over HTTPS
-    with a context pinned to the guest's own certificate (self-signed, files) or the system's CAs (acme)."""
+    with a context pinned to the guest's own certificate (self-signed, files) or the system's CAs (acme).
+    With HTTPS on but its port not reachable from here (a forwarded VM whose Vagrantfile does not forward it)
+    the host's checks are not run (None): plain HTTP only redirects to a port this host cannot reach."""
     access: AccessExpected = access_expected(s)
     if endpoint.https_address is None:
-        return None, ask_hub(endpoint.hub_url)
+        return None, (None if access.on else ask_hub(endpoint.hub_url))
     host, port = endpoint.https_address
     served, error = served_certificate(host, port)
     trusted, trust_error = trusted_for(host, port) if access.https == "acme" else (None, "")

@@ -258,3 +258,12 @@ def test_served_certificate_of_nothing_listening() -> None:
     served, error = remote.served_certificate("127.0.0.1", 9, timeout=2)
     assert served is None and error
     assert base64 and remote.http_redirect("http://127.0.0.1:9/hub/api", timeout=2)[0] is None
+
+
+def test_https_not_forwarded_to_this_host_is_not_run(loopback_hub: tuple[int, int, Path]) -> None:
+    """A forwarded VM whose HTTPS port is not forwarded: the host's HTTPS checks and API check say '-'."""
+    _, http_port, cert = loopback_hub
+    endpoint = Endpoint(Target("127.0.0.1", "vagrant", 2222), checks.hub_url("127.0.0.1", http_port), "vagrant", True)
+    answer, host_answer = remote.check_hub_over_https(parse(), endpoint, access_section(cert))
+    assert (answer, host_answer) == (None, None)
+    assert checks.check_api_host(endpoint.api_url, host_answer).passed is None
