@@ -44,6 +44,7 @@ import pytest
 import yaml
 
 from hubvm import settings as hub_settings
+from hubvm.checks import colon_fingerprint
 from hubvm.layout import Layout
 from hubvm.users import run_users
 from tests.conftest import INVOKE, REPO, copy_project
@@ -260,7 +261,7 @@ def test_verify_passes(site: Site, first_provision: Run) -> None:
     for check in ("https mode", "https certificate", "http redirect", "admin password admin",
                   "admin password grader", "sign-up"):
         assert re.search(rf"^{re.escape(check)} .* pass$", run.output, re.MULTILINE), check
-    assert f"SHA-256 {_fingerprint(site.certificate_pem()).upper()[:2]}:" in run.output
+    assert f"SHA-256 {colon_fingerprint(_fingerprint(site.certificate_pem()))}" in run.output
 
 
 def test_no_admin_can_be_claimed(site: Site, first_provision: Run) -> None:
@@ -328,11 +329,21 @@ def test_a_second_import_changes_nothing_and_a_new_row_adds_one_user(site: Site,
     assert site.passwords_file.read_bytes() == before
     dbm_after = {p.name: p.stat().st_mtime_ns for p in (site.host.root / "var/lib/jupyterhub").glob("passwords.dbm*")}
     assert dbm_after == dbm_before, "the second import wrote the password store"
-    class_csv.write_text(class_csv.read_text() + "latecomer,Late Comer\n")
+    # An admin added "assistant" in the hub without a password (its first login would set one): listed in the
+    # file, it gets a password like a new user; "latecomer" is new.
+    admin = site.hub()
+    admin.login("admin", site.admin_passwords()["admin"])
+    admin.api("POST", "/users/assistant", expect=(201,))
+    class_csv.write_text(class_csv.read_text() + "latecomer,Late Comer\nassistant\n")
     site.import_users(class_csv)
     passwords = _passwords(site.passwords_file)
-    assert len(passwords) == CLASS_SIZE + 1 and passwords["latecomer"][0] == "Late Comer"
-    assert {k: v for k, v in passwords.items() if k != "latecomer"} == _passwords_from(before)
+    assert len(passwords) == CLASS_SIZE + 2 and passwords["latecomer"][0] == "Late Comer"
+    assert {k: v for k, v in passwords.items() if k not in ("latecomer", "assistant")} == _passwords_from(before)
+    site.hub().login("assistant", passwords["assistant"][1])
+    # The guest tool checks names itself too: a system account's name is refused and nothing changes.
+    refused = site.host.ssh("printf 'ada\\nroot\\n' | /usr/local/sbin/hubvm-users import", check=False)
+    assert refused.returncode == 2 and "row 2: 'root' is" in refused.stderr, refused.stderr
+    admin.api("GET", "/users/ada", expect=(404,))  # not created: the whole input was refused first
 
 
 def _passwords_from(content: bytes) -> dict[str, tuple[str, str]]:
@@ -377,7 +388,7 @@ def test_a_reset_gives_one_user_a_new_password(site: Site, first_provision: Run)
     old = _passwords(site.passwords_file)["student02"][1]
     site.import_users(reset="student02")
     new = _passwords(site.passwords_file)["student02"][1]
-    assert new != old and len(_passwords(site.passwords_file)) == CLASS_SIZE + 1
+    assert new != old and len(_passwords(site.passwords_file)) == CLASS_SIZE + 2
     with pytest.raises(HubError, match="login as student02 failed"):
         site.hub().login("student02", old)
     site.hub().login("student02", new)
@@ -507,8 +518,13 @@ def test_https_with_certificate_files_and_open_signup_on_a_copy(site: Site, firs
     # The copy has new SSH host keys: forget the old one, as the tool's message says to do after a rebuild.
     known_hosts = site.project / "builds/ssh/known_hosts"
     subprocess.run(["ssh-keygen", "-R", site.host.addr, "-f", str(known_hosts)], check=True, capture_output=True)
+    copy = ["--host", f"{ADMIN_USER}@{site.host.addr}", "--identity", str(site.admin_key)]
+    with site.stages.time("invoke verify on the booted copy (its administrator login)"):
+        verified = site.invoke("verify", *copy, timeout=300)
+    assert verified.returncode == 0, verified.tail()
+    assert f"SHA-256 {colon_fingerprint(_fingerprint(site.certificate_pem()))}" in verified.output
     with site.stages.time("provision the copy with HTTPS files and open sign-up"):
-        run = site.invoke("provision", "--host", f"{ADMIN_USER}@{site.host.addr}", "--identity", str(site.admin_key))
+        run = site.invoke("provision", *copy)
     assert run.returncode == 0, run.tail()
     served = ssl.get_server_certificate((site.host.addr, 443))
     assert _fingerprint(served) == _fingerprint(chain.read_text())
