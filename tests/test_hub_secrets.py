@@ -62,6 +62,14 @@ def test_admins_get_passwords_once_and_configured_hashes_win(tmp_path: Path) -> 
     generated, _ = tool.admin_passwords(settings, {"grader": configured})
     assert list(generated) == ["late"]
     assert tool.read_passwords_file(str(passwords_file)) == {"admin": password, "late": generated["late"]}
+    # A boot fills in only what is missing: a password changed in the hub stays until the next provisioning.
+    changed = bcrypt.hashpw(b"changed-in-the-hub", bcrypt.gensalt(4))
+    with dbm.open(settings["password_db"], "w") as db:
+        db[b"grader"] = changed
+    assert tool.admin_passwords(settings, {"grader": configured}, enforce=False) == ({}, [])
+    assert stored(settings)["grader"] == changed
+    assert tool.admin_passwords(settings, {"grader": configured}) == ({}, ["grader"])
+    assert stored(settings)["grader"] == configured.encode()
     # An admin whose password becomes a configured hash leaves the file (its old password no longer works).
     tool.admin_passwords(settings, {"grader": configured, "late": configured})
     assert "late" not in tool.read_passwords_file(str(passwords_file))
