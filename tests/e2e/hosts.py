@@ -404,6 +404,8 @@ def _start_nspawn(ns: Namespace, root: Path, log_path: Path) -> subprocess.Popen
         "--register=no",
         "--keep-unit",
         "--console=read-only",
+        # The guest keeps the time zone provisioning gave it (nspawn's default copies the host's at each boot)
+        "--timezone=off",
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
