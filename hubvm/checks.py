@@ -8,10 +8,13 @@ so the evaluation is tested from canned outputs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,11 @@ KERNELS = ("python3", "ir")
 MIN_FREE_BYTES = 1 << 30
 HTTP_TIMEOUT = 5          # seconds for one hub API request (from the guest and from the host)
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"})
+# Who may log in, and HTTPS (the hub role's /etc/hubvm/hub-access.json: password store, sign-up, HTTPS mode,
+# certificate path). Until Settings has hub.https / hub.https_port / hub.signup, the role's defaults are expected.
+HUB_ACCESS = "/etc/hubvm/hub-access.json"
+DEFAULT_HTTPS, DEFAULT_HTTPS_PORT, DEFAULT_SIGNUP = "self-signed", 443, "closed"
+HTTPS_MODES = ("off", "self-signed", "files", "acme")
 _MARK = "@@hubvm-section"
 _END = "@@hubvm-status"
 _ITEM = "@@hubvm-item "
@@ -65,9 +73,46 @@ def checks_table(checks: Sequence[Check]) -> str:
     return table(["check", "expected", "found", "result"], [(c.name, c.expected, c.found, c.status) for c in checks])
 
 
-def hub_url(address: str, port: int) -> str:
+def hub_url(address: str, port: int, scheme: str = "http") -> str:
     host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/hub/api"
+    return f"{scheme}://{host}:{port}/hub/api"
+
+
+@dataclass(frozen=True)
+class AccessExpected:
+    """What verify expects of who may log in and of HTTPS (from the settings)."""
+
+    https: str = DEFAULT_HTTPS                 # off, self-signed, files, acme
+    https_port: int = DEFAULT_HTTPS_PORT
+    signup: str = DEFAULT_SIGNUP               # open, closed
+    acme_domain: str = ""
+    cert_file: Path | None = None              # files: the certificate given (its first block is the hub's)
+
+    @property
+    def on(self) -> bool:
+        return self.https != "off"
+
+
+def access_expected(s: Settings) -> AccessExpected:
+    """The expectations from the settings. hub.https, hub.https_port, hub.signup, hub.https_acme_domain and
+    hub.https_cert_file are read when Settings has them, else the role's defaults are expected."""
+    hub = s.hub
+    cert = getattr(hub, "https_cert_file", None)
+    return AccessExpected(
+        https=getattr(hub, "https", DEFAULT_HTTPS),
+        https_port=int(getattr(hub, "https_port", DEFAULT_HTTPS_PORT)),
+        signup=getattr(hub, "signup", DEFAULT_SIGNUP),
+        acme_domain=getattr(hub, "https_acme_domain", "") or "",
+        cert_file=Path(cert) if cert else None,
+    )
+
+
+def guest_hub_url(s: Settings) -> str:
+    """The hub's API from inside the guest: through its proxy, over HTTPS when HTTPS is on."""
+    access = access_expected(s)
+    if access.on:
+        return hub_url("127.0.0.1", access.https_port, "https")
+    return hub_url("127.0.0.1", s.hub.port)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,9 +186,12 @@ else:
     print("@@hubvm-item " + json.dumps({"error": "no hub database (looked at " + ", ".join(sys.argv[1:]) + ")"}))
 """
 
+# On loopback inside the guest the certificate is not checked (the host checks it: check_https).
 HUB_API_GUEST = r"""
-import json, sys, urllib.error, urllib.request
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+import json, ssl, sys, urllib.error, urllib.request
+loopback = ssl.create_default_context()
+loopback.check_hostname, loopback.verify_mode = False, ssl.CERT_NONE
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=loopback))
 try:
     with opener.open(sys.argv[1], timeout=float(sys.argv[2])) as answer:
         body = answer.read(4000).decode("utf-8", "replace")
@@ -153,6 +201,37 @@ except urllib.error.HTTPError as error:
 except Exception as error:
     reason = getattr(error, "reason", error)
     print("@@hubvm-item " + json.dumps({"error": "no answer: " + (getattr(reason, "strerror", None) or str(reason))}))
+"""
+
+
+# Each admin's entry in FirstUseAuthenticator's store (read-only; the hashes themselves are never printed), the
+# guest's access settings, and the fingerprint and PEM of the certificate its proxy serves.
+HUB_ACCESS_PROBE = r"""
+import base64, dbm, hashlib, json, sys
+try:
+    with open(sys.argv[1]) as file:
+        access = json.load(file)
+except (OSError, ValueError) as error:
+    print("@@hubvm-item " + json.dumps({"error": f"cannot read {sys.argv[1]}: {error}"}))
+    sys.exit(0)
+out = {key: access.get(key) for key in ("https", "https_port", "http_port", "signup", "tls_cert", "password_db")}
+try:
+    with dbm.open(access["password_db"], "r") as db:
+        stored = {name: db.get(name.encode()) for name in sys.argv[2:]}
+    out["admins"] = {name: ("bcrypt" if value and value.startswith(b"$2") else "other" if value else "none")
+                     for name, value in stored.items()}
+except Exception as error:
+    out["admins_error"] = f"cannot read the password store {access.get('password_db')}: {error}"
+if access.get("tls_cert"):
+    try:
+        text = open(access["tls_cert"]).read()
+        body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
+        der = base64.b64decode("".join(body.split()))
+        out["cert_sha256"] = hashlib.sha256(der).hexdigest()
+        out["cert_pem"] = "-----BEGIN CERTIFICATE-----" + body + "-----END CERTIFICATE-----\n"
+    except (OSError, IndexError, ValueError) as error:
+        out["cert_error"] = f"cannot read {access['tls_cert']}: {error}"
+print("@@hubvm-item " + json.dumps(out))
 """
 
 
@@ -189,7 +268,9 @@ def probe_script(s: Settings) -> str:
                             " || readlink /etc/localtime"),
         section("disk", "df -Pk /"),
         section("service", f"systemctl is-active {HUB_SERVICE}"),
-        section("api", f"python3 -c {q(HUB_API_GUEST)} {q(hub_url('127.0.0.1', s.hub.port))} {HTTP_TIMEOUT}"),
+        section("api", f"python3 -c {q(HUB_API_GUEST)} {q(guest_hub_url(s))} {HTTP_TIMEOUT}"),
+        section("access", f"$SUDO python3 -c {q(HUB_ACCESS_PROBE)} {HUB_ACCESS} "
+                          + " ".join(q(name) for name in s.hub.admin_users)),
         # The hub keeps admin users in its database (JupyterHub copies admin_users there at start and reads only
         # the database afterwards): the flavour's state directory holds it, where the unit runs
         section("admins", f'workdir=$(systemctl show -p WorkingDirectory --value {HUB_SERVICE} 2>/dev/null)\n'
@@ -215,7 +296,7 @@ def _wait_script(s: Settings) -> str:
     wait = s.ssh.wait
     if wait <= 0:
         return "echo 0"     # `timeout 0` would wait forever
-    api = f"python3 -c {shlex.quote(HUB_API_GUEST)} {shlex.quote(hub_url('127.0.0.1', s.hub.port))} {HTTP_TIMEOUT}"
+    api = f"python3 -c {shlex.quote(HUB_API_GUEST)} {shlex.quote(guest_hub_url(s))} {HTTP_TIMEOUT}"
     return (f"start=$SECONDS; end=$((SECONDS + {wait}))\n"
             f"timeout {wait} systemctl is-system-running --wait >/dev/null 2>&1\n"
             f"while [ $SECONDS -lt $end ]; do\n"
@@ -353,7 +434,7 @@ def hub_version(status: int, body: str) -> HostAnswer:
 
 
 def check_api_guest(s: Settings, sec: Section | None) -> Check:
-    expected = f"JupyterHub version from {hub_url('127.0.0.1', s.hub.port)}"
+    expected = f"JupyterHub version from {guest_hub_url(s)}"
     answers = sec.json_items() if sec else []
     if not answers:
         return Check("hub api (guest)", expected, sec.last_line() if sec else NO_ANSWER, False)
@@ -367,7 +448,7 @@ def check_api_guest(s: Settings, sec: Section | None) -> Check:
 def check_api_host(endpoint_url: str, answer: HostAnswer | None) -> Check:
     expected = f"JupyterHub version from {endpoint_url}"
     if answer is None:
-        return Check("hub api (host)", expected, "-", None)
+        return Check("hub api (host)", expected, "-", None)   # dry run, or HTTPS not reachable from this host
     return Check("hub api (host)", expected, answer[1], answer[0])
 
 
@@ -385,6 +466,154 @@ def check_admins(s: Settings, sec: Section | None) -> list[Check]:
         else:
             others = ", ".join(answer["admins"]) or "none"
             checks.append(Check(name, expected, f"not an admin (admins: {others})", False))
+    return checks
+
+
+def _access_item(sec: Section | None) -> dict[str, Any]:
+    items = sec.json_items() if sec else []
+    return items[0] if items else {"error": sec.last_line() if sec else NO_ANSWER}
+
+
+def check_admin_passwords(s: Settings, sec: Section | None) -> list[Check]:
+    """Each admin has a bcrypt hash in the hub's password store (read-only: no login is tried, none claimed)."""
+    item = _access_item(sec)
+    checks = []
+    for user in s.hub.admin_users:
+        name, expected = f"admin password {user}", "set before anyone logs in (bcrypt hash in the hub's store)"
+        problem = item.get("error") or item.get("admins_error")
+        state = (item.get("admins") or {}).get(user)
+        if problem:
+            checks.append(Check(name, expected, str(problem)[:160], False))
+        elif state == "bcrypt":
+            checks.append(Check(name, expected, f"set ({item.get('password_db')})", True))
+        elif state == "other":
+            checks.append(Check(name, expected, "an entry that is not a bcrypt hash", False))
+        else:
+            checks.append(Check(name, expected, "none: the first visitor could choose this admin's password", False))
+    return checks
+
+
+def check_signup(expected: AccessExpected, sec: Section | None) -> Check:
+    item = _access_item(sec)
+    want = {"open": "open (a new name creates an account)", "closed": "closed (existing accounts only)"}
+    found = item.get("signup") or str(item.get("error", "not set"))[:160]
+    return Check("sign-up", want.get(expected.signup, expected.signup), found, found == expected.signup)
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What verify shows and compares of a certificate (parsed from DER with cryptography)."""
+
+    sha256: str                    # hex, lower case
+    subject: str
+    issuer: str
+    self_signed: bool
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        return colon_fingerprint(self.sha256)
+
+    def names(self, address: str) -> bool:
+        """Whether the certificate is valid for this host name or address (exact names and *.wildcards)."""
+        try:
+            return str(ipaddress.ip_address(address)) in self.ip_addresses
+        except ValueError:
+            host = address.lower().rstrip(".")
+            return any(n == host or (n.startswith("*.") and host.split(".", 1)[-1] == n[2:]) for n in self.dns_names)
+
+
+def colon_fingerprint(sha256_hex: str) -> str:
+    """AB:CD:... as browsers and `openssl x509 -fingerprint -sha256` show it."""
+    digits = sha256_hex.upper()
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+def certificate_facts(der: bytes) -> CertificateFacts:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = tuple(n.lower() for n in san.get_values_for_type(x509.DNSName))
+        ips = tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        dns, ips = (), ()
+    subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    return CertificateFacts(hashlib.sha256(der).hexdigest(), subject, issuer, cert.subject == cert.issuer, dns, ips)
+
+
+def pem_to_der(pem: str) -> bytes:
+    """The first certificate of a PEM text, as DER."""
+    body = pem.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
+    return base64.b64decode("".join(body.split()))
+
+
+@dataclass(frozen=True)
+class HttpsAnswer:
+    """What the host saw of the hub's HTTPS (hubvm.remote fetches it): the certificate served on the HTTPS port,
+    whether the system's CAs trust it for the name (acme), and what plain HTTP on the hub's port answered."""
+
+    address: str                               # the host name or address verify connected to
+    served: bytes | None = None                # DER of the certificate served
+    error: str = ""                            # why nothing was served
+    trusted: bool | None = None                # acme: the chain verifies for acme_domain with the system CAs
+    trust_error: str = ""
+    redirect: tuple[int, str] | None = None    # (HTTP status, Location) of GET http://address:port/hub/api
+    redirect_error: str = ""
+    expected_sha256: str | None = field(default=None)   # files: of the certificate given on this host
+
+
+def check_https(expected: AccessExpected, sec: Section | None, answer: HttpsAnswer | None) -> list[Check]:
+    """The mode the guest has, the certificate its proxy serves (printed with its SHA-256 fingerprint) against the
+    mode's rule, and HTTP redirecting to HTTPS. With answer None (dry run, or no route from this host) the host's
+    part is not run."""
+    item = _access_item(sec)
+    mode = item.get("https") or "unknown"
+    port = item.get("https_port")
+    found_mode = (f"{mode} on port {port}" if mode != "off" else "off (HTTP only)") if "error" not in item \
+        else str(item["error"])[:160]
+    want_mode = f"{expected.https} on port {expected.https_port}" if expected.on else "off (HTTP only)"
+    checks = [Check("https mode", want_mode, found_mode, mode == expected.https and
+                    (not expected.on or int(port or 0) == expected.https_port))]
+    if not expected.on:
+        return checks
+    rules = {"self-signed": "self-signed, valid for the address, the guest's own certificate",
+             "files": "the certificate given (hub.https_cert_file)",
+             "acme": f"trusted by this host's CAs for {expected.acme_domain}"}
+    want = rules.get(expected.https, expected.https)
+    if answer is None:
+        checks.append(Check("https certificate", want, "-", None))
+        checks.append(Check("http redirect", "HTTP redirects to https://", "-", None))
+        return checks
+    if answer.served is None:
+        checks.append(Check("https certificate", want, f"no TLS answer: {answer.error}"[:160], False))
+    else:
+        facts = certificate_facts(answer.served)
+        problems = []
+        guest_sha = item.get("cert_sha256")
+        if expected.https in ("self-signed", "files") and guest_sha and guest_sha != facts.sha256:
+            problems.append(f"not the guest's {item.get('tls_cert')} ({colon_fingerprint(guest_sha)[:23]}...)")
+        if expected.https in ("self-signed", "files") and not guest_sha:
+            problems.append(item.get("cert_error") or "the guest names no certificate file")
+        if expected.https == "self-signed":
+            if not facts.self_signed:
+                problems.append(f"issued by {facts.issuer}, not self-signed")
+            if not facts.names(answer.address):
+                problems.append(f"not valid for {answer.address}")
+        if expected.https == "files" and answer.expected_sha256 and answer.expected_sha256 != facts.sha256:
+            problems.append("not the certificate given")
+        if expected.https == "acme" and not answer.trusted:
+            problems.append(f"not trusted: {answer.trust_error or 'not checked'}")
+        found = f"SHA-256 {facts.fingerprint}" + (f"; {'; '.join(problems)}" if problems else "")
+        checks.append(Check("https certificate", want, found, not problems))
+    if answer.redirect is None:
+        checks.append(Check("http redirect", "HTTP redirects to https://", answer.redirect_error or NO_ANSWER, False))
+    else:
+        status, location = answer.redirect
+        ok = status in (301, 302, 307, 308) and location.startswith("https://")
+        checks.append(Check("http redirect", "HTTP redirects to https://", f"{status} {location}"[:160], ok))
     return checks
 
 
@@ -473,15 +702,19 @@ def check_shared_data(s: Settings, sec: Section | None, host_entries: Sequence[s
 
 
 def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnswer | None, hub_url_from_host: str,
-             host_entries: Sequence[str] | None = None) -> list[Check]:
+             host_entries: Sequence[str] | None = None, https_answer: HttpsAnswer | None = None) -> list[Check]:
     """Every check, in the order of the table. With no sections (a dry run) each says what it expects."""
     get = sections.get
+    access = access_expected(s)
     checks = [
         check_os(s, get("os")),
         check_service(get("service")),
         check_api_guest(s, get("api")),
         check_api_host(hub_url_from_host, host_answer),
+        *check_https(access, get("access"), https_answer),
         *check_admins(s, get("admins")),
+        *check_admin_passwords(s, get("access")),
+        check_signup(access, get("access")),
         *check_kernels(get("kernels")),
         *check_python(s, get("python")),
         *check_r(s, get("r")),

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
 import json
 import shlex
 import socket
+import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -37,13 +40,18 @@ import paramiko
 from hubvm import tools
 from hubvm.checks import (
     HTTP_TIMEOUT,
+    AccessExpected,
     Check,
     HostAnswer,
+    HttpsAnswer,
+    Section,
+    access_expected,
     checks_table,
     evaluate,
     hub_url,
     hub_version,
     parse_sections,
+    pem_to_der,
     planned,
     probe_script,
     shared_data_entries,
@@ -76,6 +84,16 @@ class Endpoint:
     source: str               # "--host", "vagrant ssh-config", or why the target is a guess (dry run only)
     vagrant: bool             # the tool's own Vagrant VM (its changed host keys may be expected, see module doc)
     reachable: bool = True    # False only in a dry run before the VM exists
+    # Where this host reaches the hub's HTTPS port (None: HTTPS off, or a forwarded VM whose HTTPS port is not)
+    https_address: tuple[str, int] | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The hub API as verify asks it from this host: over HTTPS when the hub has it."""
+        if self.https_address is None:
+            return self.hub_url
+        host, port = self.https_address
+        return hub_url(host, port, "https")
 
 
 def checks_json(endpoint: Endpoint, checks: Sequence[Check], seconds: float) -> str:
@@ -119,7 +137,8 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         # A loopback address off port 22 is a forwarded VM: its hub is forwarded too (vm.hub_host_port).
         forwarded = _is_loopback(target.host) and target.port != 22
         url = hub_url(target.host, s.vm.hub_host_port if forwarded else s.hub.port)
-        return Endpoint(target, url, "--host", vagrant=False)
+        https_port = getattr(s.vm, "hub_https_host_port", None) if forwarded else access_expected(s).https_port
+        return Endpoint(target, url, "--host", vagrant=False, https_address=_https_address(s, target.host, https_port))
     if key is not None and not key.is_file():
         raise UserError(f"--identity {identity!r}: no such file; give the private key's path")
     vagrant = q(tools.command(s, "vagrant"))
@@ -148,13 +167,32 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         text = (port.stdout or "").strip() if port.ok else ""
         host_port = int(text) if text.isdigit() else s.vm.hub_host_port
         url = hub_url("127.0.0.1", host_port)
+        https_port = None
+        if access_expected(s).on:
+            with c.cd(str(layout.vagrant_dir)):
+                forwarded = _run_probe(c, f"{vagrant} port --guest {access_expected(s).https_port}")
+            text = (forwarded.stdout or "").strip() if forwarded.ok else ""
+            https_port = int(text) if text.isdigit() else None
+        https = _https_address(s, "127.0.0.1", https_port)
     else:
         address = reported.host if s.vm.dhcp else s.vm.ip
         target = Target(address, reported.user, 22, identity_file)
         url = hub_url(address, s.hub.port)
+        https = _https_address(s, address, access_expected(s).https_port)
     if target.identity is None:
         target = replace(target, password=s.ssh.password)
-    return Endpoint(target, url, "vagrant ssh-config", vagrant=True)
+    return Endpoint(target, url, "vagrant ssh-config", vagrant=True, https_address=https)
+
+
+def _https_address(s: Settings, host: str, port: int | None) -> tuple[str, int] | None:
+    """Where verify checks HTTPS from this host: None when HTTPS is off or its port is not reachable from here
+    (a forwarded VM whose Vagrantfile does not forward it); acme is checked at its public name."""
+    access = access_expected(s)
+    if not access.on or port is None:
+        return None
+    if access.https == "acme" and access.acme_domain:
+        return access.acme_domain, access.https_port
+    return host, port
 
 
 def _guess(s: Settings, key: Path | None, why: str) -> Endpoint:
@@ -314,9 +352,12 @@ def _read_stamp(layout: Layout) -> str | None:
         return None
 
 
-def ask_hub(url: str, timeout: float = HTTP_TIMEOUT) -> HostAnswer:
+def ask_hub(url: str, timeout: float = HTTP_TIMEOUT, context: ssl.SSLContext | None = None) -> HostAnswer:
     """GET the hub API from this host, directly (no proxy: the hub is on loopback or a host-only network)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=timeout) as answer:
             return hub_version(answer.status, answer.read(4000).decode("utf-8", "replace"))
@@ -328,6 +369,90 @@ def ask_hub(url: str, timeout: float = HTTP_TIMEOUT) -> HostAnswer:
         return False, f"no answer: {text}"
     except (OSError, ValueError) as error:
         return False, f"no answer: {getattr(error, 'strerror', None) or error}"
+
+
+def pinned_context(pem: str, check_hostname: bool) -> ssl.SSLContext:
+    """A TLS context that trusts exactly this certificate (a self-signed one, or the leaf of a chain)."""
+    context = ssl.create_default_context(cadata=pem)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = check_hostname
+    return context
+
+
+def served_certificate(host: str, port: int, timeout: float = HTTP_TIMEOUT) -> tuple[bytes | None, str]:
+    """The certificate a TLS server presents (DER), read without trusting it; or None and why not."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sni = None if _is_ip(host) else host
+            with context.wrap_socket(sock, server_hostname=sni) as tls:
+                return tls.getpeercert(binary_form=True), ""
+    except (OSError, ssl.SSLError) as error:
+        return None, getattr(error, "strerror", None) or str(error)
+
+
+def trusted_for(host: str, port: int, timeout: float = HTTP_TIMEOUT) -> tuple[bool, str]:
+    """Whether the system's CAs trust the server's chain for its name (acme)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, \
+                ssl.create_default_context().wrap_socket(sock, server_hostname=host):
+            return True, ""
+    except ssl.SSLCertVerificationError as error:
+        return False, error.verify_message or str(error)
+    except (OSError, ssl.SSLError) as error:
+        return False, getattr(error, "strerror", None) or str(error)
+
+
+def http_redirect(url: str, timeout: float = HTTP_TIMEOUT) -> tuple[tuple[int, str] | None, str]:
+    """(status, Location) of a GET of a plain-HTTP URL, the redirect not followed."""
+    parsed = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port or 80, timeout=timeout)
+    try:
+        connection.request("GET", parsed.path or "/")
+        response = connection.getresponse()
+        return (response.status, response.getheader("Location") or ""), ""
+    except OSError as error:
+        return None, f"no answer: {error.strerror or error}"
+    finally:
+        connection.close()
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_hub_over_https(s: Settings, endpoint: Endpoint, access_section: Section | None
+                         ) -> tuple[HttpsAnswer | None, HostAnswer | None]:
+    """The host's side of the HTTPS checks: the certificate served, HTTP's redirect, and the hub API over HTTPS
+    with a context pinned to the guest's own certificate (self-signed, files) or the system's CAs (acme).
+    With HTTPS on but its port not reachable from here (a forwarded VM whose Vagrantfile does not forward it)
+    the host's checks are not run (None): plain HTTP only redirects to a port this host cannot reach."""
+    access: AccessExpected = access_expected(s)
+    if endpoint.https_address is None:
+        return None, (None if access.on else ask_hub(endpoint.hub_url))
+    host, port = endpoint.https_address
+    served, error = served_certificate(host, port)
+    trusted, trust_error = trusted_for(host, port) if access.https == "acme" else (None, "")
+    redirect, redirect_error = http_redirect(endpoint.hub_url)
+    expected_sha = None
+    if access.https == "files" and access.cert_file is not None:
+        try:
+            expected_sha = hashlib.sha256(pem_to_der(access.cert_file.read_text())).hexdigest()
+        except (OSError, IndexError, ValueError):
+            expected_sha = None
+    answer = HttpsAnswer(host, served, error, trusted, trust_error, redirect, redirect_error, expected_sha)
+    items = access_section.json_items() if access_section else []
+    guest_pem = items[0].get("cert_pem") if items else None
+    if access.https == "acme":
+        return answer, ask_hub(endpoint.api_url)
+    if not guest_pem:
+        return answer, (False, "the guest named no certificate to check the hub's against")
+    return answer, ask_hub(endpoint.api_url, context=pinned_context(guest_pem, access.https == "self-signed"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,12 +469,12 @@ def run_verify(c: Any, s: Settings, host: str | None, identity: str | None, as_j
     dry = is_dry(c)
     endpoint = resolve(c, s, layout, host, identity, dry=dry)
     if dry:
-        checks = planned(s, endpoint.hub_url)
+        checks = planned(s, endpoint.api_url)
         if as_json:
             print(checks_json(endpoint, checks, 0.0))
             return
         print(f"verify (dry run, no connection): {endpoint.target} ({endpoint.source})\n"
-              f"  login with {describe_auth(endpoint.target)}; hub API from this host: {endpoint.hub_url}")
+              f"  login with {describe_auth(endpoint.target)}; hub API from this host: {endpoint.api_url}")
         print(checks_table(checks))
         return
     started = time.monotonic()
@@ -364,7 +489,8 @@ def run_verify(c: Any, s: Settings, host: str | None, identity: str | None, as_j
     waited = waited_seconds(sections.get("starting"))
     if waited:
         _say(f"verify: {endpoint.target} was still starting (boot or hub); waited {duration(waited)} before checking")
-    checks = evaluate(s, sections, ask_hub(endpoint.hub_url), endpoint.hub_url, shared_data_entries(s))
+    https_answer, host_answer = check_hub_over_https(s, endpoint, sections.get("access"))
+    checks = evaluate(s, sections, host_answer, endpoint.api_url, shared_data_entries(s), https_answer)
     seconds = time.monotonic() - started
     if as_json:
         print(checks_json(endpoint, checks, seconds))

@@ -254,11 +254,13 @@ def test_check_timezone_hostname_disk() -> None:
 
 def test_evaluate_without_output_fails_every_check_and_plans_the_same_names() -> None:
     s = parse()
-    results = checks.evaluate(s, {}, (False, "no answer: refused"), "http://127.0.0.1:8080/hub/api")
+    refused = checks.HttpsAnswer("127.0.0.1", None, "connection refused", redirect_error="no answer: refused")
+    results = checks.evaluate(s, {}, (False, "no answer: refused"), "http://127.0.0.1:8080/hub/api", None, refused)
     assert all(c.passed is False for c in results)
     names = [c.name for c in results]
     assert names == [c.name for c in checks.planned(s, "http://127.0.0.1:8080/hub/api")]
-    assert names == ["os", "hub service", "hub api (guest)", "hub api (host)", "admin user admin", "kernel python3",
+    assert names == ["os", "hub service", "hub api (guest)", "hub api (host)", "https mode", "https certificate",
+                     "http redirect", "admin user admin", "admin password admin", "sign-up", "kernel python3",
                      "kernel ir", "package numpy", "package pandas", "package matplotlib", "R package r-cran-ggplot2",
                      "R package r-cran-data.table", "shared data", "timezone", "hostname", "disk space"]
 

@@ -14,7 +14,7 @@ from tests.e2e import full_build, hosts, libvirt_host
 
 def facts(host_key: str, machine_id: str, cookie: str, **extra: str) -> dict[str, str]:
     return {"host_key": host_key, "machine_id": machine_id, "cookie_secret": cookie, "build_user": "absent",
-            "password_auth": "no", **extra}
+            "password_auth": "no", "admin_passwords": f"p-{machine_id}", "certificate": f"AB:{machine_id}", **extra}
 
 
 def copies(first: dict[str, str], second: dict[str, str]) -> list[full_build.Copy]:
@@ -31,6 +31,9 @@ def test_shared_secrets_and_leftover_logins_are_named() -> None:
     assert "both copies have the same host_key" in problems
     assert "both copies have the same cookie_secret" in problems
     assert not any("machine_id" in p for p in problems)
+    same = full_build.clone_problems(copies(facts("k1", "m1", "c1"), facts("k2", "m2", "c2", certificate="AB:m1",
+                                                                          admin_passwords="p-m1")))
+    assert same == ["both copies have the same admin_passwords", "both copies have the same certificate"]
     assert "b: the build login vagrant is still there" in problems
     assert "b: sshd allows password logins" in problems
 

@@ -71,18 +71,24 @@ def mock(run: dict, dry: bool = False) -> MockContext:
 
 def test_vagrant_forwarded_uses_the_port_vagrant_assigned(layout: Layout) -> None:
     s = parse()
-    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8081\n")})
+    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8081\n"),
+              "vagrant port --guest 443": Result("8443\n")})
     endpoint = remote.resolve(c, s, layout, None, None)
     assert endpoint.target == Target("127.0.0.1", "vagrant", 2200, Path(
         "/work/main/builds/vagrant/.vagrant/machines/jupyterhub-vm/virtualbox/private_key"))
     assert endpoint.hub_url == "http://127.0.0.1:8081/hub/api"
+    assert endpoint.https_address == ("127.0.0.1", 8443)
+    assert endpoint.api_url == "https://127.0.0.1:8443/hub/api"
     assert endpoint.vagrant and endpoint.source == "vagrant ssh-config"
 
 
 def test_vagrant_port_unsupported_falls_back_to_the_configured_hub_port(layout: Layout) -> None:
     c = mock({"vagrant ssh-config": Result(SSH_CONFIG),
-              "vagrant port --guest 80": Result("", stderr="not supported", exited=1)})
-    assert remote.resolve(c, parse(), layout, None, None).hub_url == "http://127.0.0.1:8080/hub/api"
+              "vagrant port --guest 80": Result("", stderr="not supported", exited=1),
+              "vagrant port --guest 443": Result("", stderr="not supported", exited=1)})
+    endpoint = remote.resolve(c, parse(), layout, None, None)
+    assert endpoint.hub_url == "http://127.0.0.1:8080/hub/api"
+    assert endpoint.https_address is None  # HTTPS not forwarded: the host's HTTPS checks are not run
 
 
 def test_vagrant_ip_uses_the_configured_address_and_vagrants_key(layout: Layout) -> None:
@@ -91,6 +97,7 @@ def test_vagrant_ip_uses_the_configured_address_and_vagrants_key(layout: Layout)
     assert (endpoint.target.host, endpoint.target.port, endpoint.target.user) == ("192.168.56.10", 22, "vagrant")
     assert endpoint.target.identity is not None and endpoint.target.identity.name == "private_key"
     assert endpoint.hub_url == "http://192.168.56.10:80/hub/api"
+    assert endpoint.api_url == "https://192.168.56.10:443/hub/api"
 
 
 def test_vagrant_ip_with_dhcp_takes_the_address_vagrant_libvirt_reports(layout: Layout) -> None:
@@ -104,7 +111,8 @@ def test_vagrant_ip_with_dhcp_takes_the_address_vagrant_libvirt_reports(layout: 
 def test_identity_flag_wins_over_vagrants_key(layout: Layout, tmp_path: Path) -> None:
     key = tmp_path / "mykey"
     key.write_text("x")
-    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080")})
+    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080"),
+              "vagrant port --guest 443": Result("8443")})
     assert remote.resolve(c, parse(), layout, None, str(key)).target.identity == key
 
 
@@ -115,6 +123,7 @@ def test_host_flag(tmp_path: Path, layout: Layout) -> None:
     endpoint = remote.resolve(c, parse(), layout, "root@10.1.2.3", str(key))
     assert endpoint.target == Target("10.1.2.3", "root", 22, key)
     assert endpoint.hub_url == "http://10.1.2.3:80/hub/api"
+    assert endpoint.https_address == ("10.1.2.3", 443)
     assert not endpoint.vagrant
 
 
@@ -160,7 +169,8 @@ def test_dry_verify_opens_no_connection(layout: Layout, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(fabric, "Connection", forbidden)
     monkeypatch.setattr(remote, "ask_hub", forbidden)
-    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080")}, dry=True)
+    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080"),
+              "vagrant port --guest 443": Result("8443")}, dry=True)
     remote.run_verify(c, parse(), None, None, False)
     out = capsys.readouterr().out
     assert "verify (dry run, no connection): vagrant@127.0.0.1:2200 (vagrant ssh-config)" in out
@@ -177,7 +187,8 @@ def test_dry_interactive_ssh_prints_the_ssh_command(layout: Layout, monkeypatch:
 
     monkeypatch.setattr(fabric, "Connection", None)
     seen = []
-    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080")}, dry=True)
+    c = mock({"vagrant ssh-config": Result(SSH_CONFIG), "vagrant port --guest 80": Result("8080"),
+              "vagrant port --guest 443": Result("8443")}, dry=True)
     real_run = c.run
 
     def run(command: str, **kwargs: object) -> Result:

@@ -11,9 +11,9 @@
    as export.ssh_public_key, and the CA certificates this host trusts beyond Debian's (a TLS-intercepting
    proxy's, /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates;
 4. boots two copies of the exported qcow2 as fresh VMs (copy-on-write overlays) and, on each, runs
-   `hubvm verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
-   waits for the hub's first start), then checks clone safety: their SSH host keys,
-   machine-id and hub cookie secret differ; the build login and password logins are gone;
+   `invoke verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
+   waits for the hub's first start), then checks clone safety: their SSH host keys, machine-id, hub cookie
+   secret, admin passwords and self-signed certificate differ; the build login and password logins are gone;
 5. writes a table of step durations and artifact sizes to builds/logs/full-build-<time>.md and prints it;
 6. tears everything down (VMs, daemons by PID, nft table, veth, namespace), after a failure too.
 
@@ -57,6 +57,8 @@ BUILD_USER = "vagrant"
 VAGRANT_GEMS = Path("/usr/share/rubygems-integration/all/gems")  # Debian's vagrant package
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 COOKIE_SECRET = "/var/lib/jupyterhub/jupyterhub_cookie_secret"  # hub.flavour pypi
+ADMIN_PASSWORDS = "/root/hub-admin-passwords"            # made at each copy's first boot (hubvm-hub-secrets)
+SELF_SIGNED = "/etc/hubvm/tls/self-signed.crt"           # hub_https self-signed, likewise
 HUB_PROBE = "python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:80/hub/api', timeout=5)\""
 BOOT_WAIT = 900  # seconds for a fresh copy to answer SSH (TCG, first boot makes keys)
 
@@ -190,6 +192,8 @@ def guest_facts(ns: LibvirtNamespace, ssh: list[str]) -> dict[str, str]:
     script = ("echo host_key=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2); "
               "echo machine_id=$(cat /etc/machine-id); "
               f"echo cookie_secret=$(sudo sha256sum {COOKIE_SECRET} | cut -d' ' -f1); "
+              f"echo admin_passwords=$(sudo sha256sum {ADMIN_PASSWORDS} | cut -d' ' -f1); "
+              f"echo certificate=$(openssl x509 -in {SELF_SIGNED} -noout -fingerprint -sha256 | cut -d= -f2); "
               f"echo build_user=$(getent passwd {BUILD_USER} >/dev/null && echo present || echo absent); "
               "echo password_auth=$(sudo sshd -T | awk '$1==\"passwordauthentication\"{print $2}')")
     out = ns.run([*ssh[:-1], script], check=False)
@@ -294,8 +298,8 @@ def run(args: argparse.Namespace, record: Record) -> None:
         problems = clone_problems(copies)
         problems += insecure_key_problems(ns, copies[0].address, work)
         record.step("clone safety", "failed" if problems else "passed", time.monotonic() - t,
-                    "; ".join(problems) or "host keys, machine-id, cookie secret differ; no build login, "
-                    "no password or insecure-key login")
+                    "; ".join(problems) or "host keys, machine-id, cookie secret, admin passwords, certificate "
+                    "differ; no build login, no password or insecure-key login")
         if problems:
             raise StepFailed("; ".join(problems))
 
@@ -314,7 +318,7 @@ def profile_text(public_key: Path) -> str:
 def clone_problems(copies: list[Copy]) -> list[str]:
     first, second = (c.facts for c in copies)
     problems = []
-    for fact in ("host_key", "machine_id", "cookie_secret"):
+    for fact in ("host_key", "machine_id", "cookie_secret", "admin_passwords", "certificate"):
         if not first.get(fact) or not second.get(fact):
             problems.append(f"{fact} unreadable ({first.get(fact)!r}, {second.get(fact)!r})")
         elif first[fact] == second[fact]:

@@ -420,6 +420,8 @@ def _start_nspawn(ns: Namespace, root: Path, log_path: Path, options: Sequence[s
         "--keep-unit",
         "--console=read-only",
         *options,
+        # The guest keeps the time zone provisioning gave it (nspawn's default copies the host's at each boot)
+        "--timezone=off",
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(

@@ -1,12 +1,15 @@
 """A small JupyterHub web client for the end-to-end tests: what a user does in a browser, over HTTP.
 
     hub = HubClient("http://10.199.3.2")
-    hub.login("alice", "a-long-password")       # first-use authentication: the first login sets the password
+    hub = HubClient("https://10.199.3.2", ssl_context=ssl.create_default_context(cadata=hub_certificate_pem))
+    hub.login("alice", "a-long-password")       # a user the hub knows (or, with open sign-up, a new one)
     hub.start_server()                           # spawn alice's server and wait until it is ready
     hub.run_code("python3", "5*4")              # -> "20" (the kernel's text/plain result or output)
 
 Only the standard library plus websocket-client (a test dependency) is used, so the test host needs nothing
-else. Every request goes to the base URL given, which the tests point at a namespace they created.
+else. Every request goes to the base URL given, which the tests point at a namespace they created. An https URL
+needs an SSL context that verifies the hub's certificate (pinned to it, or to the CA that signed it): there is
+no way to switch verification off here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -37,14 +41,18 @@ class KernelResult:
 
 
 class HubClient:
-    def __init__(self, base_url: str, timeout: float = 30) -> None:
+    def __init__(self, base_url: str, timeout: float = 30, ssl_context: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        if self.base_url.startswith("https:") and (ssl_context is None or ssl_context.verify_mode != ssl.CERT_REQUIRED):
+            raise ValueError("an https hub needs an ssl_context that verifies its certificate (pinned or a test CA)")
+        self.ssl_context = ssl_context
         self.cookies = http.cookiejar.CookieJar()
         # No proxy: the hub is in a network namespace next to us, never behind the host's proxy.
-        self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies)
-        )
+        handlers: list[Any] = [urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies)]
+        if ssl_context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
+        self.opener = urllib.request.build_opener(*handlers)
         self.user = ""
         self.token = ""
 
@@ -158,7 +166,11 @@ class HubClient:
         kernel = self.server_api("POST", "/kernels", body={"name": kernel_name}, expect=(201,))
         url = self.base_url.replace("http", "ws", 1) + f"/user/{self.user}/api/kernels/{kernel['id']}/channels"
         ws = websocket.create_connection(
-            url, header=[f"Authorization: token {self.token}"], timeout=timeout, http_proxy_host=None
+            url,
+            header=[f"Authorization: token {self.token}"],
+            timeout=timeout,
+            http_proxy_host=None,
+            sslopt={"context": self.ssl_context} if self.ssl_context is not None else None,
         )
         try:
             msg_id = uuid.uuid4().hex

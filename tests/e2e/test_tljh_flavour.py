@@ -66,14 +66,18 @@ pathlib.Path("/root/tljh-calls.jsonl").open("a").write(json.dumps(record) + "\\n
 path = pathlib.Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 config = json.loads(path.read_text())
 action, *args = sys.argv[1:]
-if action == "set":
+if action in ("set", "add-item"):
     key, value = args
     if re.fullmatch(r"\\d+", value): value = int(value)
     elif re.fullmatch(r"\\d+\\.\\d*", value): value = float(value)
+    elif value.lower() in ("true", "false"): value = value.lower() == "true"
     node = config
     for part in key.split(".")[:-1]:
         node = node.setdefault(part, {})
-    node[key.split(".")[-1]] = value
+    if action == "set":
+        node[key.split(".")[-1]] = value
+    else:
+        node.setdefault(key.split(".")[-1], []).append(value)
     path.write_text(json.dumps(config))
 elif action == "reload":
     unit = {"hub": "jupyterhub", "proxy": "traefik"}[args[0] if args else "hub"]
@@ -85,9 +89,12 @@ else:
 """)
 tljh_config.chmod(0o755)
 
-(prefix / "hub" / "fake_hub.py").write_text("""import http.server, json, pathlib
+(prefix / "hub" / "fake_hub.py").write_text("""import http.server, json, pathlib, ssl, subprocess, threading
+# The stand-in hub and proxy: /hub/api on http.port, or (https.enabled) on https.port with https.tls.cert, or a
+# certificate of its own as traefik serves while it has none from Let's Encrypt, and HTTP redirecting to HTTPS.
 config = json.loads((pathlib.Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
-port = config.get("http", {}).get("port", 80)
+http_port = int(config.get("http", {}).get("port", 80))
+https = config.get("https", {})
 class Hub(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         ok = self.path.rstrip("/") == "/hub/api"
@@ -95,7 +102,27 @@ class Hub(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(json.dumps({"version": "2.0.0-stand-in"}).encode() if ok else b"{}")
-http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), Hub).serve_forever()
+class Redirect(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(301)
+        self.send_header("Location", "https://" + self.headers.get("Host", "").split(":")[0] + self.path)
+        self.end_headers()
+if not https.get("enabled"):
+    http.server.ThreadingHTTPServer(("0.0.0.0", http_port), Hub).serve_forever()
+tls = https.get("tls", {})
+cert, key = tls.get("cert"), tls.get("key")
+if not cert:
+    cert, key = "/run/fake-traefik.crt", "/run/fake-traefik.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=TRAEFIK DEFAULT CERT"],
+                   check=True, capture_output=True)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+secure = http.server.ThreadingHTTPServer(("0.0.0.0", int(https.get("port", 443))), Hub)
+secure.socket = context.wrap_socket(secure.socket, server_side=True)
+threading.Thread(target=http.server.ThreadingHTTPServer(("0.0.0.0", http_port), Redirect).serve_forever,
+                 daemon=True).start()
+secure.serve_forever()
 """)
 install = "[Install]\nWantedBy=multi-user.target\n"
 units = {
@@ -220,12 +247,18 @@ def test_installer_command_environment_and_settings(guest: Guest) -> None:
         "TLJH_INSTALL_PREFIX": "/opt/tljh",
     }
     config_calls = [call["argv"] for call in calls[1:]]
-    # http.port is not in a new TLJH's config.yaml (80 is its default), so it is set too
+    # http.port is not in a new TLJH's config.yaml (80 is its default), so it is set too; by default sign-up is
+    # closed and HTTPS self-signed, with the certificate hubvm-hub-secrets made before the installer ran.
     assert config_calls == [
         ["set", "limits.memory", "1G"],
         ["set", "limits.cpu", "1.5"],
         ["set", "user_environment.default_app", "classic"],
+        ["set", "auth.FirstUseAuthenticator.create_users", "false"],
         ["set", "http.port", "80"],
+        ["set", "https.enabled", "true"],
+        ["set", "https.port", "443"],
+        ["set", "https.tls.cert", "/etc/hubvm/tls/self-signed.crt"],
+        ["set", "https.tls.key", "/etc/hubvm/tls/self-signed.key"],
         ["reload", "hub"],
         ["reload", "proxy"],
     ]
@@ -233,9 +266,30 @@ def test_installer_command_environment_and_settings(guest: Guest) -> None:
         "users": {"admin": ["admin", "ada"]},
         "limits": {"memory": "1G", "cpu": 1.5},
         "user_environment": {"default_app": "classic"},
+        "auth": {"FirstUseAuthenticator": {"create_users": False}},
         "http": {"port": 80},
+        "https": {"enabled": True, "port": 443,
+                  "tls": {"cert": "/etc/hubvm/tls/self-signed.crt", "key": "/etc/hubvm/tls/self-signed.key"}},
     }
-    assert "JupyterHub 2.0.0-stand-in answers on port 80" in result.stdout
+    assert "JupyterHub 2.0.0-stand-in answers at https://127.0.0.1:443" in result.stdout
+
+
+def test_admins_had_passwords_before_the_installer_started_the_hub(guest: Guest) -> None:
+    """hubvm-hub-secrets ran before TLJH's installer: each admin has a bcrypt hash in TLJH's password store, the
+    generated passwords are root's alone, and TLJH's hub is told where the store is and about hubvm-users."""
+    stored = guest.host.ssh(
+        "python3 -c 'import dbm; db = dbm.open(\"/opt/tljh/state/passwords.dbm\", \"r\"); "
+        "print(*sorted(k.decode() + \"=\" + db[k][:4].decode() for k in db.keys()))'"
+    ).stdout.split()
+    assert stored == ["ada=$2b$", "admin=$2b$"]
+    passwords = guest.host.ssh("stat -c %a /root/hub-admin-passwords && grep -v '^#' /root/hub-admin-passwords")
+    mode, *lines = passwords.stdout.splitlines()
+    assert mode == "600" and sorted(line.split()[0] for line in lines) == ["ada", "admin"]
+    extra = guest.host.ssh("cat /opt/tljh/config/jupyterhub_config.d/hubvm-access.py").stdout
+    assert 'c.FirstUseAuthenticator.dbm_path = "/opt/tljh/state/passwords.dbm"' in extra
+    assert '"/opt/tljh/state/hubvm-users.token"' in extra
+    units = guest.host.ssh("systemctl show -p Requires jupyterhub traefik").stdout
+    assert units.count("hubvm-hub-secrets.service") == 2
 
 
 def test_an_unchanged_second_run_changes_nothing(guest: Guest) -> None:
@@ -246,19 +300,17 @@ def test_an_unchanged_second_run_changes_nothing(guest: Guest) -> None:
     assert guest.calls() == []
 
 
+# The settings of the test below, kept by the HTTPS tests after it (which then change only what they test)
+LATER_SETTINGS = {"hub_admin_users": ["admin", "grace"], "hub_memory_limit": "3G", "hub_cpu_limit": 1.5,
+                  "hub_default_app": "classic"}
+
+
 def test_new_settings_rerun_the_installer_with_the_proxy_and_set_what_differs(guest: Guest) -> None:
     # The proxy address is the host end of this test's own veth: nothing listens there and nothing is fetched
     # (every package is installed already), it only has to be passed on.
     proxy = f"http://{guest.host.ns.host_addr}:3128"
     with guest.stages.time("tljh flavour: new admins, limits and a proxy"):
-        result = guest.provision(
-            hub_admin_users=["admin", "grace"],
-            hub_memory_limit="3G",
-            hub_cpu_limit=1.5,
-            hub_default_app="classic",
-            base_http_proxy=proxy,
-            base_https_proxy=proxy,
-        )
+        result = guest.provision(**LATER_SETTINGS, base_http_proxy=proxy, base_https_proxy=proxy)
     assert result.returncode == 0, result.stdout[-3000:]
     bootstrap, *config_calls = guest.calls()
     assert bootstrap["argv"] == ["--version", "2.0.0", "--admin", "admin", "--admin", "grace"]
@@ -266,6 +318,52 @@ def test_new_settings_rerun_the_installer_with_the_proxy_and_set_what_differs(gu
         assert bootstrap["env"][name] == proxy
     assert [call["argv"] for call in config_calls] == [["set", "limits.memory", "3G"], ["reload", "hub"]]
     assert guest.config()["users"]["admin"] == ["admin", "grace"]
+    assert "grace " in guest.host.ssh("cat /root/hub-admin-passwords").stdout  # the new admin got a password
     apt_proxy = guest.host.ssh("cat /etc/apt/apt.conf.d/80hubvm-proxy").stdout
     assert f'Acquire::http::Proxy "{proxy}";' in apt_proxy
     assert f"https_proxy={proxy}" in guest.host.ssh("cat /etc/environment").stdout
+
+
+def _certificate_files(workdir: Path) -> tuple[Path, Path]:
+    key, cert = workdir / "given.key", workdir / "given.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=hub.example.org"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_files_and_open_signup_through_tljh_config(guest: Guest) -> None:
+    cert, key = _certificate_files(guest.workdir)
+    with guest.stages.time("tljh flavour: HTTPS files, open sign-up"):
+        result = guest.provision(**LATER_SETTINGS, hub_https="files", hub_https_cert_file=str(cert),
+                                 hub_https_key_file=str(key), hub_signup="open")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert [call["argv"] for call in guest.calls()] == [
+        ["set", "auth.FirstUseAuthenticator.create_users", "true"],
+        ["set", "https.tls.cert", "/etc/hubvm/tls/hub.crt"],
+        ["set", "https.tls.key", "/etc/hubvm/tls/hub.key"],
+        ["reload", "hub"],
+        ["reload", "proxy"],
+    ]
+    installed = guest.host.ssh("stat -c '%n %a' /etc/hubvm/tls/hub.crt /etc/hubvm/tls/hub.key").stdout.split()
+    assert installed == ["/etc/hubvm/tls/hub.crt", "644", "/etc/hubvm/tls/hub.key", "600"]
+    assert (guest.host.root / "etc/hubvm/tls/hub.crt").read_text() == cert.read_text()
+
+
+def test_https_acme_through_tljh_config(guest: Guest) -> None:
+    """TLJH's own Let's Encrypt client (traefik): only its settings can be checked here, no public DNS name."""
+    with guest.stages.time("tljh flavour: HTTPS acme"):
+        result = guest.provision(**LATER_SETTINGS, hub_https="acme", hub_https_acme_domain="hub.example.org",
+                                 hub_https_acme_email="teacher@example.org")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert [call["argv"] for call in guest.calls()] == [
+        ["set", "auth.FirstUseAuthenticator.create_users", "false"],
+        ["add-item", "https.letsencrypt.domains", "hub.example.org"],
+        ["set", "https.tls.cert", ""],
+        ["set", "https.tls.key", ""],
+        ["set", "https.letsencrypt.email", "teacher@example.org"],
+        ["reload", "hub"],
+        ["reload", "proxy"],
+    ]
+    assert guest.config()["https"] == {"enabled": True, "port": 443, "tls": {"cert": "", "key": ""},
+                                       "letsencrypt": {"domains": ["hub.example.org"], "email": "teacher@example.org"}}

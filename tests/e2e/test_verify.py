@@ -1,7 +1,10 @@
 """`hubvm verify` and `hubvm ssh` against a real sshd: a systemd-nspawn Debian 12 host in a network namespace.
 
 The host (tests/e2e/hosts.py) gets a stand-in for what provisioning makes, so that every check can run in
-seconds: a `jupyterhub` systemd unit serving /hub/api with a version, the hub's sqlite database with an admin,
+seconds: a `jupyterhub` systemd unit serving /hub/api with a version over HTTPS with a self-signed certificate
+(made here with openssl for the guest's address) and redirecting plain HTTP to it, the hub role's
+/etc/hubvm/hub-access.json, a password store with the admin's (stand-in) bcrypt hash, the hub's sqlite
+database with an admin,
 a venv at the pypi flavour's user environment holding two small distributions (one whose import name differs
 from its distribution name, one whose import fails), a `jupyter` that lists the python3 and ir kernels, the
 shared data folder and its /etc/skel link; and real R with one Debian R package whose R name is not its
@@ -38,8 +41,11 @@ HUB_STATE = "/opt/jupyterhub/state"
 R_PACKAGE = "r-cran-rcolorbrewer"
 SHARED_FILES = {"iris.csv": "sepal_length,species\n5.1,setosa\n", "README.md": "Sample data for the hub.\n"}
 
+TLS_CERT, TLS_KEY = "/etc/hubvm/tls/self-signed.crt", "/etc/hubvm/tls/self-signed.key"
+PASSWORD_DB = f"{HUB_STATE}/passwords.dbm"
+
 FAKE_HUB = """\
-import http.server, json, sys
+import http.server, json, ssl, sys, threading
 
 class Hub(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -50,7 +56,18 @@ class Hub(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Hub).serve_forever()
+class Redirect(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(301)
+        self.send_header("Location", "https://" + self.headers.get("Host", "").split(":")[0] + ":443" + self.path)
+        self.end_headers()
+
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[2], sys.argv[3])
+secure = http.server.ThreadingHTTPServer(("0.0.0.0", 443), Hub)
+secure.socket = context.wrap_socket(secure.socket, server_side=True)
+threading.Thread(target=secure.serve_forever, daemon=True).start()
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Redirect).serve_forever()
 """
 
 FAKE_UNIT = f"""\
@@ -59,7 +76,7 @@ Description=Stand-in JupyterHub for the verify tests (answers /hub/api)
 
 [Service]
 WorkingDirectory={HUB_STATE}
-ExecStart=/usr/bin/python3 /usr/local/bin/fake-hub 80
+ExecStart=/usr/bin/python3 /usr/local/bin/fake-hub 80 {TLS_CERT} {TLS_KEY}
 
 [Install]
 WantedBy=multi-user.target
@@ -200,6 +217,17 @@ def _stand_in_hub(host: NspawnHost, data: Path) -> None:
         _write(root, f"{site}/{module}/__init__.py", source)
     _write(root, f"{USER_ENV}/bin/jupyter", FAKE_JUPYTER, 0o755)
     _write(root, "/usr/local/bin/fake-hub", FAKE_HUB, 0o755)
+    # HTTPS self-signed and closed sign-up as the hub role makes them (the role's defaults, which verify expects
+    # until the settings have hub.https and hub.signup), and the admin's password in the hub's store
+    tls = root / TLS_CERT.lstrip("/")
+    tls.parent.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(root / TLS_KEY.lstrip("/")), "-out", str(tls), "-days", "2",
+                    "-subj", "/CN=hubtest", "-addext", f"subjectAltName=DNS:hubtest,IP:{host.addr},IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    _write(root, "/etc/hubvm/hub-access.json", json.dumps({
+        "https": "self-signed", "https_port": 443, "http_port": 80, "signup": "closed", "tls_cert": TLS_CERT,
+        "password_db": PASSWORD_DB}))
     _write(root, "/etc/systemd/system/jupyterhub.service", FAKE_UNIT)
     host.ssh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
              f" r-base-core {R_PACKAGE} >/dev/null", timeout=900)
@@ -211,13 +239,15 @@ def _stand_in_hub(host: NspawnHost, data: Path) -> None:
         " db.execute('CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT UNIQUE, admin BOOLEAN)');"
         " db.execute(\\\"INSERT INTO users (name, admin) VALUES ('admin', 1), ('student', 0)\\\"); db.commit()\";"
         f" chmod 600 {HUB_STATE}/jupyterhub.sqlite;"
+        f" python3 -c \"import dbm; db = dbm.open('{PASSWORD_DB}', 'c', 0o600);"
+        r""" db['admin'] = b'\x242b\x2412\x24' + b'x' * 53";"""  # $2b$12$..., no $ for the shell to expand
         " systemctl daemon-reload; systemctl enable --now jupyterhub")
     _wait_for_hub(host)
 
 
 def _wait_for_hub(host: NspawnHost, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while host.ssh("curl -fsS http://127.0.0.1:80/hub/api", check=False).returncode != 0:
+    while host.ssh("curl -fsSk https://127.0.0.1:443/hub/api", check=False).returncode != 0:
         if time.monotonic() > deadline:
             raise TimeoutError("the stand-in hub does not answer")
         time.sleep(0.3)
@@ -274,14 +304,16 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, cli: Cli) -> None:
     result = cli("-f", str(lab.config()), "verify", "--host", f"root@{addr}", "--identity", str(lab.key))
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
-    for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "admin user admin", "kernel python3",
+    for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "https mode", "https certificate",
+                 "http redirect", "admin user admin", "admin password admin", "sign-up", "kernel python3",
                  "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}", "shared data", "timezone",
                  "hostname", "disk space"):
         assert table[name].endswith("pass"), result.stdout
     assert "1.2, import hubprobe ok" in table["package hubvm-probe-data"]
-    assert f"http://{addr}:80/hub/api" in table["hub api (host)"]
+    assert f"https://{addr}:443/hub/api" in table["hub api (host)"]
+    assert "SHA-256 " in table["https certificate"] and f"301 https://{addr}:443/hub/api" in table["http redirect"]
     assert "RColorBrewer 1.1-3 loads" in table[f"R package {R_PACKAGE}"]
-    assert "13 of 13 checks passed" in result.stdout
+    assert "18 of 18 checks passed" in result.stdout
 
 
 def test_verify_json_through_the_loopback_forward(lab: Lab, cli: Cli, project: Path) -> None:
@@ -292,7 +324,10 @@ def test_verify_json_through_the_loopback_forward(lab: Lab, cli: Cli, project: P
     report = json.loads(result.stdout)
     assert report["target"] == f"root@127.0.0.1:{port}" and report["failed"] == 0
     assert report["hub_url"] == f"http://127.0.0.1:{lab.hub_forward.port}/hub/api"
-    assert {c["name"]: c["found"] for c in report["checks"]}["hub api (host)"] == "JupyterHub 0.0.0-verify-test"
+    # HTTPS is on and no forward of it is configured: the host's HTTPS checks are not run, not failed
+    found = {c["name"]: c for c in report["checks"]}
+    assert found["hub api (host)"]["passed"] is None and found["https certificate"]["passed"] is None
+    assert found["https mode"]["found"] == "self-signed on port 443"
     # the key was recorded in the project's known_hosts, under the forward's name
     assert (project / "builds/ssh/known_hosts").read_text().startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
 
@@ -446,7 +481,7 @@ def test_configured_package_missing_or_broken(lab: Lab, cli: Cli) -> None:
     assert "ImportError: libfoo.so.1" in table["package broken-pkg"] and table["package broken-pkg"].endswith("FAIL")
     assert table["hub service"].endswith("pass") and table[f"R package {R_PACKAGE}"].endswith("pass")
     assert "not installed" in table["R package r-cran-ggplot2"] and table["R package r-cran-ggplot2"].endswith("FAIL")
-    assert_one_line_error(result, "4 of 17 checks failed: package broken-pkg, package not-installed-pkg, "
+    assert_one_line_error(result, "4 of 22 checks failed: package broken-pkg, package not-installed-pkg, "
                                   "package hubvm-probe-data, R package r-cran-ggplot2")
 
 
@@ -461,8 +496,9 @@ def test_hub_stopped(lab: Lab, cli: Cli) -> None:
     table = rows(result.stdout)
     assert "inactive" in table["hub service"] and table["hub service"].endswith("FAIL")
     assert table["hub api (guest)"].endswith("FAIL") and table["hub api (host)"].endswith("FAIL")
-    assert table["kernel python3"].endswith("pass")
-    assert_one_line_error(result, "3 of 13 checks failed: hub service, hub api (guest), hub api (host)")
+    assert table["kernel python3"].endswith("pass") and table["admin password admin"].endswith("pass")
+    assert_one_line_error(result, "5 of 18 checks failed: hub service, hub api (guest), hub api (host), "
+                                  "https certificate, http redirect")
 
 
 def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, cli: Cli) -> None:
@@ -471,7 +507,8 @@ def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, cli: Cli) 
     result = cli("-f", str(config), "verify", "--host", f"root@{lab.host.addr}", "--identity", str(lab.key))
     table = rows(result.stdout)
     assert "not an admin (admins: admin)" in table["admin user ada"]
+    assert "the first visitor could choose this admin's password" in table["admin password ada"]
     assert table["hostname"].endswith("FAIL") and "hubtest" in table["hostname"]
     assert table["timezone"].endswith("FAIL") and "Etc/UTC" in table["timezone"]
-    assert_one_line_error(result, "3 of 14 checks failed: admin user ada, timezone, hostname")
+    assert_one_line_error(result, "4 of 20 checks failed: admin user ada, admin password ada, timezone, hostname")
 
