@@ -109,6 +109,23 @@ def ssh(c, host=None, identity=None, command=None):
         raise Exit(code=status)
 
 
+@task(help={"csv": "CSV file of the class: user name[,full name] per row (a header row and # lines are skipped)",
+            "reset": "give this one user a new password instead", "host": HOST_HELP, "identity": IDENTITY_HELP,
+            "output": "where the new passwords go (default builds/users/<host>-passwords.csv, mode 0600)"})
+@user_errors
+def users(c, csv=None, reset=None, host=None, identity=None, output=None):
+    """Create hub accounts for a class from a CSV file, each with a random password (or reset one user's).
+
+    Runs on the Vagrant VM or --host; a second run of the same file changes nothing, a new row adds one user. The
+    new passwords are merged into a local file only you can read.
+    """
+    from hubvm.layout import Layout
+    from hubvm.users import run_users
+
+    s = settings(c)
+    run_users(c, s, Layout.of(s), csv, reset, host, identity, output)
+
+
 @task(pre=[up])
 @user_errors
 def export(c):

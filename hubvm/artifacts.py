@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hubvm import guest
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.settings import Settings, image_source
@@ -90,6 +91,11 @@ def manifest_data(s: Settings, versions: Mapping[str, str], digest: str, box_dig
         "configuration_sha256": digest,
         "box_inputs_sha256": box_digest,
         "hub": {"flavour": s.hub.flavour, "admin_users": list(s.hub.admin_users), "port": s.hub.port,
+                "https": s.hub.https, "https_port": s.hub.https_port if s.hub.https != "off" else None,
+                "signup": s.hub.signup, "admin_passwords": {
+                    name: "bcrypt hash from the configuration" if name in s.hub.admin_password_hashes else
+                    f"generated at each copy's first boot (its console, {guest.ADMIN_PASSWORDS})"
+                    for name in s.hub.admin_users},
                 **features},
         "packages": {"python": list(s.packages.python), "r": list(s.packages.r), "cran": list(s.packages.cran),
                      "bioconductor": list(s.packages.bioconductor)},

@@ -35,8 +35,8 @@ MIN_FREE_BYTES = 1 << 30
 HTTP_TIMEOUT = 5          # seconds for one hub API request (from the guest and from the host)
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"})
 # Who may log in, and HTTPS (the hub role's /etc/hubvm/hub-access.json: password store, sign-up, HTTPS mode,
-# certificate path). Until Settings has hub.https / hub.https_port / hub.signup, the role's defaults are expected.
-HUB_ACCESS = "/etc/hubvm/hub-access.json"
+# certificate path)
+HUB_ACCESS = guest.HUB_ACCESS
 DEFAULT_HTTPS, DEFAULT_HTTPS_PORT, DEFAULT_SIGNUP = "self-signed", 443, "closed"
 HTTPS_MODES = ("off", "self-signed", "files", "acme")
 _MARK = "@@hubvm-section"
@@ -94,17 +94,9 @@ class AccessExpected:
 
 
 def access_expected(s: Settings) -> AccessExpected:
-    """The expectations from the settings. hub.https, hub.https_port, hub.signup, hub.https_acme_domain and
-    hub.https_cert_file are read when Settings has them, else the role's defaults are expected."""
-    hub = s.hub
-    cert = getattr(hub, "https_cert_file", None)
-    return AccessExpected(
-        https=getattr(hub, "https", DEFAULT_HTTPS),
-        https_port=int(getattr(hub, "https_port", DEFAULT_HTTPS_PORT)),
-        signup=getattr(hub, "signup", DEFAULT_SIGNUP),
-        acme_domain=getattr(hub, "https_acme_domain", "") or "",
-        cert_file=Path(cert) if cert else None,
-    )
+    """What the settings say of sign-up and HTTPS."""
+    return AccessExpected(https=s.hub.https, https_port=s.hub.https_port, signup=s.hub.signup,
+                          acme_domain=s.hub.https_acme_domain, cert_file=s.hub.https_cert_file)
 
 
 def guest_hub_url(s: Settings) -> str:

@@ -32,3 +32,9 @@ SHARED_DATA_DIR = "/srv/shared_data"
 SHARED_DATA_MOUNT = "/media/shared_data"
 SHARED_DATA_LINK = "shared_data"
 SKEL_LINK = f"/etc/skel/{SHARED_DATA_LINK}"
+
+# What the hub role records of who may log in and of HTTPS (password store, sign-up, HTTPS mode, certificate)
+HUB_ACCESS = "/etc/hubvm/hub-access.json"
+# Where each copy's generated admin passwords are kept (root only), and the guest tool that imports a class
+ADMIN_PASSWORDS = "/root/hub-admin-passwords"
+USERS_TOOL = "/usr/local/sbin/hubvm-users"

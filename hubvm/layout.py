@@ -116,6 +116,11 @@ class Layout:
         return self.builds / "publish"
 
     @property
+    def users_dir(self) -> Path:
+        """The passwords `hubvm users` gave, one file per machine (mode 0600)."""
+        return self.builds / "users"
+
+    @property
     def logs_dir(self) -> Path:
         return self.builds / "logs"
 

@@ -137,7 +137,7 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         # A loopback address off port 22 is a forwarded VM: its hub is forwarded too (vm.hub_host_port).
         forwarded = _is_loopback(target.host) and target.port != 22
         url = hub_url(target.host, s.vm.hub_host_port if forwarded else s.hub.port)
-        https_port = getattr(s.vm, "hub_https_host_port", None) if forwarded else access_expected(s).https_port
+        https_port = s.vm.hub_https_host_port if forwarded else access_expected(s).https_port
         return Endpoint(target, url, "--host", vagrant=False, https_address=_https_address(s, target.host, https_port))
     if key is not None and not key.is_file():
         raise UserError(f"--identity {identity!r}: no such file; give the private key's path")
@@ -169,8 +169,8 @@ def resolve(c: Any, s: Settings, layout: Layout, host: str | None, identity: str
         url = hub_url("127.0.0.1", host_port)
         https_port = None
         if access_expected(s).on:
-            with c.cd(str(layout.vagrant_dir)):
-                forwarded = _run_probe(c, f"{vagrant} port --guest {access_expected(s).https_port}")
+            forwarded = Shell(c).probe(f"{vagrant} port --guest {access_expected(s).https_port}",
+                                       cwd=layout.vagrant_dir)
             text = (forwarded.stdout or "").strip() if forwarded.ok else ""
             https_port = int(text) if text.isdigit() else None
         https = _https_address(s, "127.0.0.1", https_port)

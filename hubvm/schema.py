@@ -555,6 +555,8 @@ SETTINGS: tuple[Setting, ...] = (
                                "C.UTF-8"), "guest locale"),
     _s("vm.hub_host_port", INTEGER, integer(1024, 65535, " (ports below 1024 need root on the host)"),
        "host port forwarded to the hub (127.0.0.1:8080 -> guest port hub.port)"),
+    _s("vm.hub_https_host_port", INTEGER, integer(1024, 65535, " (ports below 1024 need root on the host)"),
+       "host port forwarded to the hub's HTTPS (127.0.0.1:8443 -> guest port hub.https_port)"),
     # image
     _s("image.source", TEXT, choice("iso", "cloud", "mirror"), "iso (installer + preseed/autoinstall) | cloud "
        "(official cloud image) | mirror (built from a package mirror, no installer)"),
@@ -593,14 +595,35 @@ SETTINGS: tuple[Setting, ...] = (
        "passed as --plugin"),
     _s("hub.admin_users", LIST, list_of(text(HUB_NAME, "use names of lower-case letters, digits, - and _, such "
                                               "as admin (not root or a system account)", refuse=not_a_system_account),
-                                         allow_empty=False), "hub administrators; they set their password at "
-       "first login"),
+                                         allow_empty=False),
+       "hub administrators; each gets a password before the hub first answers (below)"),
     _s("hub.memory_limit", TEXT, memory_limit, "memory limit of each user's server"),
     _s("hub.cpu_limit", NUMBER, number(0, 256, "set a number of CPUs above 0, such as 1 or 0.5"),
        "CPU limit of each user's server"),
     _s("hub.default_app", TEXT, choice("jupyterlab", "classic"), "jupyterlab | classic (Notebook 7)"),
     _s("hub.port", INTEGER, integer(1, 65535, refuse={22: "is the guest's SSH port"}),
-       "port the hub listens on inside the guest"),
+       "port the hub listens on inside the guest (HTTP; redirected to HTTPS when hub.https is on)"),
+    _s("hub.signup", TEXT, choice("closed", "open"), "closed (only accounts that exist: admins, imported users) | "
+       "open (anyone reaching the hub makes an account)"),
+    _s("hub.admin_password_hashes", MAPPING, mapping_of(
+        HUB_NAME, text(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}", "give a bcrypt hash ($2b$12$...), such as "
+                       "python3 -c 'import bcrypt; print(bcrypt.hashpw(b\"...\", bcrypt.gensalt()).decode())' prints"),
+        "write {admin: $2b$12$...}: an admin's name and the bcrypt hash of their password"),
+       "admin -> bcrypt hash of their password; an admin not listed gets one generated on the machine"),
+    _s("hub.https", TEXT, choice("self-signed", "files", "acme", "off"), "self-signed (made on each copy) | files "
+       "(hub.https_cert_file/key_file) | acme (Let's Encrypt) | off"),
+    _s("hub.https_port", INTEGER, integer(1, 65535, refuse={22: "is the guest's SSH port"}),
+       "port of the hub's HTTPS inside the guest"),
+    _s("hub.https_cert_file", TEXT, optional(existing_file("pem")), 'hub.https files: the certificate (PEM, its '
+       'chain after it); ""'),
+    _s("hub.https_key_file", TEXT, optional(existing_file("private key")), "hub.https files: its private key "
+       '(PEM); ""'),
+    _s("hub.https_acme_domain", TEXT, text(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+                                           "give the hub's public DNS name, such as hub.example.org",
+                                           allow_empty=True), "hub.https acme: the hub's public DNS name"),
+    _s("hub.https_acme_email", TEXT, text(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}",
+                                          "give an e-mail address for Let's Encrypt's notices", allow_empty=True),
+       "hub.https acme: the e-mail address Let's Encrypt writes to"),
     # packages
     _s("packages.python", LIST, list_of(requirement()), "pip requirements installed where the users' kernels run"),
     _s("packages.r", LIST, list_of(text(r"r-(cran|bioc|other)-[a-z0-9][a-z0-9.+-]*", "use Debian package names "

@@ -92,9 +92,27 @@ def parse(layers: Layers, flags: Layer | None = None) -> Settings:
 
 def _cross_checks(s: Settings) -> None:
     """Rules between settings; each names the key a user would change."""
-    if s.ssh.port == s.vm.hub_host_port:
-        raise ConfigError("vm.hub_host_port", s.vm.hub_host_port, "is also ssh.port (both are forwarded from "
-                          "127.0.0.1)", "pick another host port")
+    forwards = {"ssh.port": s.ssh.port, "vm.hub_host_port": s.vm.hub_host_port,
+                "vm.hub_https_host_port": s.vm.hub_https_host_port}
+    for key, port in list(forwards.items())[1:]:
+        clash = next((other for other, used in forwards.items() if other != key and used == port), None)
+        if clash and list(forwards).index(clash) < list(forwards).index(key):
+            raise ConfigError(key, port, f"is also {clash} (both are forwarded from 127.0.0.1)",
+                              "pick another host port")
+    if s.hub.https != "off" and s.hub.https_port == s.hub.port:
+        raise ConfigError("hub.https_port", s.hub.https_port, "is also hub.port (HTTP redirects to HTTPS there)",
+                          "pick another port, such as 443")
+    if s.hub.https == "files" and not (s.hub.https_cert_file and s.hub.https_key_file):
+        missing = "hub.https_cert_file" if not s.hub.https_cert_file else "hub.https_key_file"
+        raise ConfigError(missing, "", "is empty while hub.https is files", "give the path of the PEM file")
+    if s.hub.https == "acme" and not (s.hub.https_acme_domain and s.hub.https_acme_email):
+        missing = "hub.https_acme_domain" if not s.hub.https_acme_domain else "hub.https_acme_email"
+        raise ConfigError(missing, "", "is empty while hub.https is acme", "give the hub's public DNS name and an "
+                          "e-mail address for Let's Encrypt")
+    strangers = sorted(set(s.hub.admin_password_hashes) - set(s.hub.admin_users))
+    if strangers:
+        raise ConfigError("hub.admin_password_hashes", strangers[0], "is not one of hub.admin_users",
+                          "give hashes for the administrators only")
     if s.image.source == "mirror" and s.vm.provider != "libvirt":
         raise ConfigError("image.source", "mirror", "builds a qcow2 disk for QEMU, which VirtualBox cannot boot",
                           "use iso or cloud with vm.provider virtualbox, or set vm.provider libvirt")

@@ -1,6 +1,6 @@
 """Accounts for a class: hub users from a CSV file, each with a random password, on the Vagrant VM or any --host.
 
-The host side of `invoke users --csv FILE [--reset NAME] [--host ... --identity ...]`:
+The host side of `hubvm users --csv FILE [--reset NAME] [--host ... --identity ...]`:
 - `read_rows` parses and validates the CSV (user name, optional full name; a header row, blank rows and rows
   starting with # are skipped); a bad row is one UserError line naming the file, the row and the fix;
 - `guest_command` is the one command run over SSH: the guest's /usr/local/sbin/hubvm-users (installed by the hub
@@ -28,22 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubvm import guest
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration
+from hubvm.schema import SYSTEM_ACCOUNTS, not_a_system_account
 from hubvm.settings import Settings
 
-GUEST_TOOL = "/usr/local/sbin/hubvm-users"
+GUEST_TOOL = guest.USERS_TOOL
 # Hub user names that stay valid Linux names once prefixed with "jupyter-" (32 characters at most): the pypi hub's
 # username_pattern, and what the guest's hubvm-users checks again with the hub's own pattern.
 USER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,23}")
-# Debian's system accounts and names the hub or the appliance use: never a student's login.
-SYSTEM_NAMES = frozenset({
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
-    "backup", "list", "irc", "gnats", "nobody", "_apt", "messagebus", "sshd", "systemd-network",
-    "systemd-resolve", "systemd-timesync", "systemd-coredump", "polkitd", "tss", "uuidd", "vagrant", "hubadmin",
-    "jupyterhub", "hub", "user", "admin-api",
-})
+# The system accounts (hubvm.schema, the one list) and names the hub or the appliance use: never a student's login
+SYSTEM_NAMES = SYSTEM_ACCOUNTS | frozenset({"vagrant", "hubadmin", "hub", "user", "admin-api"})
 HEADER_NAMES = frozenset({"user", "username", "user name", "user_name", "name", "login"})
 GUEST_TIMEOUT = 600       # seconds for hubvm-users (bcrypt takes about 0.3 s a user in an emulated VM)
 OUTPUT_HEADER = ["user", "full name", "password"]
@@ -73,7 +70,7 @@ def check_name(name: str, where: str) -> None:
     if not USER_NAME.fullmatch(name):
         raise UserError(f"{where}: {name!r} is not a hub user name; use 1-24 lower-case letters, digits, '.', '_' "
                         "or '-', starting with a letter or digit")
-    if name in SYSTEM_NAMES or name.startswith("systemd-"):
+    if name in SYSTEM_NAMES or not_a_system_account(name):
         raise UserError(f"{where}: {name!r} is a system account name; choose another name")
 
 
@@ -131,7 +128,7 @@ def parse_answer(stdout: str, stderr: str, exited: int, target: str) -> tuple[li
     if exited == 2:
         raise UserError(f"{target}: {message or 'hubvm-users refused the input'}")
     if exited == 127 or "command not found" in message or "No such file" in message:
-        raise UserError(f"{target}: {GUEST_TOOL} is missing; provision the machine first (invoke provision)")
+        raise UserError(f"{target}: {GUEST_TOOL} is missing; provision the machine first (hubvm provision)")
     answer: dict[str, Any] | None = None
     for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
@@ -188,12 +185,12 @@ def write_passwords(path: Path, new: Sequence[NewPassword], full_names: dict[str
 def default_output(layout: Layout, host: str) -> Path:
     """builds/users/<host>-passwords.csv: one file per machine, since each has its own users."""
     safe = re.sub(r"[^A-Za-z0-9.-]+", "_", host).strip("_") or "vm"
-    return layout.builds / "users" / f"{safe}-passwords.csv"
+    return layout.users_dir / f"{safe}-passwords.csv"
 
 
 def run_users(c: Any, s: Settings, layout: Layout, csv_file: str | None, reset: str | None, host: str | None,
               identity: str | None, output: str | None = None) -> Path | None:
-    """`invoke users`: import the users of a CSV file (or reset one user's password) on the Vagrant VM or --host,
+    """`hubvm users`: import the users of a CSV file (or reset one user's password) on the Vagrant VM or --host,
     and merge the new passwords into a local file readable only by the caller; returns that file (None in a dry
     run). Problems are one UserError line."""
     from hubvm import remote  # fabric and paramiko are loaded only when the task runs

@@ -21,13 +21,13 @@ from hubvm import checks, remote, settings
 from hubvm.checks import AccessExpected, HttpsAnswer, Section
 from hubvm.remote import Endpoint
 from hubvm.target import Target
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_with
 
 SELF_SIGNED = AccessExpected("self-signed", 443, "closed")
 
 
 def parse(**overrides: object) -> settings.Settings:
-    return settings.parse(settings.merge(settings.defaults(REPO), settings.dotted(overrides)), REPO)
+    return settings_with(REPO, **overrides)
 
 
 def make_certificate(directory: Path, name: str, san: str, issuer: tuple[Path, Path] | None = None

@@ -42,12 +42,13 @@ def test_checksums_and_manifest(project: Path, tmp_path: Path) -> None:
     (partial / "box").mkdir(parents=True)
     (partial / "box" / "box.img").write_bytes(b"not listed")
     (partial / "jupyterhub-vm.qcow2").write_bytes(b"qcow2")
-    artifacts.write_checksums_and_manifest(s, partial, {"Vagrant": "2.3.4"}, "cfg", "boxdigest",
-                                           {"https": "self-signed"})
+    artifacts.write_checksums_and_manifest(s, partial, {"Vagrant": "2.3.4"}, "cfg", "boxdigest")
     sums = (partial / "SHA256SUMS").read_text().splitlines()
     assert sums == [f"{artifacts.sha256(partial / 'jupyterhub-vm.qcow2')}  jupyterhub-vm.qcow2"]
     manifest = json.loads((partial / "manifest.json").read_text())
     assert manifest["configuration_sha256"] == "cfg" and manifest["hub"]["https"] == "self-signed"
+    assert manifest["hub"]["signup"] == "closed" and manifest["hub"]["https_port"] == 443
+    assert manifest["hub"]["admin_passwords"]["admin"].startswith("generated at each copy's first boot")
     assert manifest["artifacts"]["jupyterhub-vm.qcow2"]["bytes"] == 5
 
 

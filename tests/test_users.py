@@ -20,7 +20,7 @@ from hubvm import settings, users
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.users import NewPassword, Row
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_with
 
 GUEST_TOOL = REPO / "ansible/roles/hub/files/hubvm-users"
 # The pypi hub's username_pattern with the default prefix "jupyter-" (the role's hub_username_pattern)
@@ -28,7 +28,7 @@ GUEST_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,23}$"
 
 
 def parse(**overrides: object) -> settings.Settings:
-    return settings.parse(settings.merge(settings.defaults(REPO), settings.dotted(overrides)), REPO)
+    return settings_with(REPO, **overrides)
 
 
 def test_rows_skip_the_header_blank_rows_and_comments() -> None:

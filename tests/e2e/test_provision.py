@@ -1,5 +1,5 @@
-"""Provisioning proven on a real systemd host: `invoke provision --host` with the pypi flavour, then what a user
-sees, `invoke verify`, idempotence, and the export cleanup.
+"""Provisioning proven on a real systemd host: `hubvm provision --host` with the pypi flavour, then what a user
+sees, `hubvm verify`, idempotence, and the export cleanup.
 
 What a class sees (issue 15): no admin name can be claimed (each tried with a random password over HTTP and HTTPS),
 the admins log in with the password generated on the machine (or set from a configured bcrypt hash) over HTTPS,
@@ -11,13 +11,9 @@ after the cleanup bringing new admin passwords (shown on the console) and a new 
 The host is a Debian 12 systemd-nspawn guest in a network namespace of this test (tests/e2e/hosts.py), reached
 as root with a key made here. The host's CA certificates (/usr/local/share/ca-certificates/*.crt: this
 machine's TLS-intercepting proxy) reach the guest through the project's own setting guest.ca_certificates.
-Everything runs through the real `invoke` binary in a private copy of the project, so the working tree's
-builds/ is never touched. Tests depend on each other's order (file order).
-
-Until the settings have hub.https / hub.signup / ..., the role variables of these modes reach the playbook
-through one seam: `Site.set_role_vars` appends them to the project copy's templates/ansible/vars.yml.j2, which
-`invoke provision` renders. The users are imported by calling hubvm.users.run_users, the body of the coming
-`invoke users` task, in this process (real SSH, real guest tool).
+Everything runs through the real `hubvm` command in a private copy of the project (its settings in a -f file,
+the class imported with `hubvm users`), so the working tree's builds/ is never touched. Tests depend on each
+other's order (file order).
 """
 
 from __future__ import annotations
@@ -39,15 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
-import invoke
 import pytest
 import yaml
 
-from hubvm import settings as hub_settings
 from hubvm.checks import colon_fingerprint
-from hubvm.layout import Layout
-from hubvm.users import run_users
-from tests.conftest import INVOKE, REPO, copy_project
+from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
 from tests.e2e.hubclient import HubClient, HubError
@@ -64,12 +56,11 @@ CLASS_SIZE = 30
 HOST_CA_CERTIFICATES = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 SELF_SIGNED = "etc/hubvm/tls/self-signed.crt"
 ADMIN_PASSWORDS = "root/hub-admin-passwords"
-# The role variables of issue 15 this test sets (see the module doc: the seam until the settings have them)
-REPO_TEMPLATE = REPO / "templates/ansible/vars.yml.j2"
-ROLE_VARS = {
-    "hub_https": "self-signed",
-    "hub_signup": "closed",
-    "hub_admin_password_hashes": {"grader": bcrypt.hashpw(GRADER_PASSWORD.encode(), bcrypt.gensalt(4)).decode()},
+# The settings of who may log in and of HTTPS this test starts with
+ACCESS_SETTINGS = {
+    "https": "self-signed",
+    "signup": "closed",
+    "admin_password_hashes": {"grader": bcrypt.hashpw(GRADER_PASSWORD.encode(), bcrypt.gensalt(4)).decode()},
 }
 
 
@@ -123,19 +114,17 @@ class Site:
         return Run(process.wait(), "".join(lines), time.monotonic() - started)
 
     def invoke(self, *args: str, timeout: float = 1200) -> Run:
-        return self.run(INVOKE, "-f", str(self.settings_file), *args, timeout=timeout)
+        return self.run(HUBVM, "-f", str(self.settings_file), *args, timeout=timeout)
 
     @property
     def target(self) -> list[str]:
         return ["--host", f"root@{self.host.addr}", "--identity", str(self.key)]
 
-    def set_role_vars(self, values: dict[str, object]) -> None:
-        """The seam until the settings have them: role variables appended to the copy's vars.yml.j2."""
-        template = self.project / "templates/ansible/vars.yml.j2"
-        original = (REPO_TEMPLATE).read_text()
-        block = yaml.safe_dump(values, default_flow_style=False, sort_keys=True)
-        template.write_text(original + "\n# e2e test: role variables the settings do not have yet\n"
-                            + block.replace("{", "{{ '{' }}"))
+    def set_hub_settings(self, values: dict[str, object]) -> None:
+        """Settings of the hub section, written into the -f file the commands read."""
+        data = yaml.safe_load(self.settings_file.read_text())
+        data["hub"].update(values)
+        self.settings_file.write_text(yaml.safe_dump(data))
 
     def certificate_pem(self, path: str = SELF_SIGNED) -> str:
         return (self.host.root / path).read_text()
@@ -153,16 +142,12 @@ class Site:
         lines = (self.host.root / ADMIN_PASSWORDS).read_text().splitlines()
         return dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
 
-    def settings(self) -> hub_settings.Settings:
-        raw = hub_settings.merge(hub_settings.defaults(self.project), yaml.safe_load(self.settings_file.read_text()))
-        return hub_settings.parse(raw, self.project)
-
-    def import_users(self, csv_file: Path | None = None, reset: str | None = None) -> Path | None:
-        """The body of `invoke users` (hubvm.users.run_users) against this host, as root with the test's key."""
-        s = self.settings()
-        context = invoke.Context(invoke.Config(overrides={"run": {"dry": False}}))
-        return run_users(context, s, Layout.of(s), str(csv_file) if csv_file else None, reset,
-                         f"root@{self.host.addr}", str(self.key), str(self.passwords_file))
+    def import_users(self, csv_file: Path | None = None, reset: str | None = None) -> Path:
+        """`hubvm users` against this host, as root with the test's key; returns the passwords file."""
+        what = ["--csv", str(csv_file)] if csv_file else ["--reset", str(reset)]
+        run = self.invoke("users", *what, *self.target, "--output", str(self.passwords_file), timeout=600)
+        assert run.returncode == 0, run.tail()
+        return self.passwords_file
 
 
 def _keygen(path: Path) -> Path:
@@ -197,7 +182,7 @@ def site(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, st
         with stages.time("copy the root filesystem and boot the guest"):
             host = stack.enter_context(nspawn_host(ns, key, workdir, hostname="hubtest"))
         site = Site(host, project, settings, key, admin_key, home, stages, workdir / "class-passwords.csv")
-        site.set_role_vars(ROLE_VARS)
+        site.set_hub_settings(ACCESS_SETTINGS)
         yield site
 
 
@@ -307,7 +292,7 @@ def _passwords(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_a_class_is_imported_with_random_passwords(site: Site, first_provision: Run, class_csv: Path) -> None:
-    with site.stages.time(f"import a class of {CLASS_SIZE} (hubvm.users.run_users)"):
+    with site.stages.time(f"import a class of {CLASS_SIZE} (hubvm users)"):
         written = site.import_users(class_csv)
     assert written == site.passwords_file
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
@@ -513,13 +498,13 @@ def test_https_with_certificate_files_and_open_signup_on_a_copy(site: Site, firs
     """The booted copy provisioned again (as its administrator login) with hub_https files, a certificate signed
     by a CA of this test, and open sign-up."""
     chain, key, ca_cert = _test_ca(site.passwords_file.parent, site.host.addr)
-    site.set_role_vars({**ROLE_VARS, "hub_https": "files", "hub_https_cert_file": str(chain),
-                        "hub_https_key_file": str(key), "hub_signup": "open"})
+    site.set_hub_settings({**ACCESS_SETTINGS, "https": "files", "https_cert_file": str(chain),
+                           "https_key_file": str(key), "signup": "open"})
     # The copy has new SSH host keys: forget the old one, as the tool's message says to do after a rebuild.
     known_hosts = site.project / "builds/ssh/known_hosts"
     subprocess.run(["ssh-keygen", "-R", site.host.addr, "-f", str(known_hosts)], check=True, capture_output=True)
     copy = ["--host", f"{ADMIN_USER}@{site.host.addr}", "--identity", str(site.admin_key)]
-    with site.stages.time("invoke verify on the booted copy (its administrator login)"):
+    with site.stages.time("hubvm verify on the booted copy (its administrator login)"):
         verified = site.invoke("verify", *copy, timeout=300)
     assert verified.returncode == 0, verified.tail()
     assert f"SHA-256 {colon_fingerprint(_fingerprint(site.certificate_pem()))}" in verified.output
