@@ -498,8 +498,6 @@ def test_https_with_certificate_files_and_open_signup_on_a_copy(site: Site, firs
     """The booted copy provisioned again (as its administrator login) with hub_https files, a certificate signed
     by a CA of this test, and open sign-up."""
     chain, key, ca_cert = _test_ca(site.passwords_file.parent, site.host.addr)
-    site.set_hub_settings({**ACCESS_SETTINGS, "https": "files", "https_cert_file": str(chain),
-                           "https_key_file": str(key), "signup": "open"})
     # The copy has new SSH host keys: forget the old one, as the tool's message says to do after a rebuild.
     known_hosts = site.project / "builds/ssh/known_hosts"
     subprocess.run(["ssh-keygen", "-R", site.host.addr, "-f", str(known_hosts)], check=True, capture_output=True)
@@ -508,6 +506,8 @@ def test_https_with_certificate_files_and_open_signup_on_a_copy(site: Site, firs
         verified = site.invoke("verify", *copy, timeout=300)
     assert verified.returncode == 0, verified.tail()
     assert f"SHA-256 {colon_fingerprint(_fingerprint(site.certificate_pem()))}" in verified.output
+    site.set_hub_settings({**ACCESS_SETTINGS, "https": "files", "https_cert_file": str(chain),
+                           "https_key_file": str(key), "signup": "open"})
     with site.stages.time("provision the copy with HTTPS files and open sign-up"):
         run = site.invoke("provision", *copy)
     assert run.returncode == 0, run.tail()

@@ -167,6 +167,7 @@ class Lab:
     data: Path            # the host's data folder (vm.data)
     ssh_forward: Forward
     hub_forward: Forward
+    https_forward: Forward
     workdir: Path
 
     def config(self, **sections: dict) -> Path:
@@ -174,7 +175,8 @@ class Lab:
         import yaml
 
         body: dict = {
-            "vm": {"hostname": "hubtest", "data": str(self.data), "hub_host_port": self.hub_forward.port},
+            "vm": {"hostname": "hubtest", "data": str(self.data), "hub_host_port": self.hub_forward.port,
+                   "hub_https_host_port": self.https_forward.port},
             "hub": {"flavour": "pypi", "admin_users": ["admin"]},
             "packages": {"python": ["hubvm-probe-data>=1.0"], "r": [R_PACKAGE]},
             "ssh": {"connect_timeout": 5, "wait": 0},
@@ -268,13 +270,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with Namespace(label="vfy") as ns, nspawn_host(ns, key, workdir, hostname="hubtest") as host:
         _stand_in_hub(host, data)
         ssh_forward, hub_forward = forward_ssh(ns.guest_addr), Forward(ns.guest_addr, 80)
+        https_forward = Forward(ns.guest_addr, 443)
         print(f"test host ready in {time.monotonic() - started:.0f} s: {ns.guest_addr}, forwards "
               f"127.0.0.1:{ssh_forward.port} -> :22, 127.0.0.1:{hub_forward.port} -> :80")
         try:
-            yield Lab(host, key, wrong_key, data, ssh_forward, hub_forward, workdir)
+            yield Lab(host, key, wrong_key, data, ssh_forward, hub_forward, https_forward, workdir)
         finally:
             ssh_forward.close()
             hub_forward.close()
+            https_forward.close()
 
 
 Cli = Callable[..., subprocess.CompletedProcess]
@@ -324,9 +328,10 @@ def test_verify_json_through_the_loopback_forward(lab: Lab, cli: Cli, project: P
     report = json.loads(result.stdout)
     assert report["target"] == f"root@127.0.0.1:{port}" and report["failed"] == 0
     assert report["hub_url"] == f"http://127.0.0.1:{lab.hub_forward.port}/hub/api"
-    # HTTPS is on and no forward of it is configured: the host's HTTPS checks are not run, not failed
+    # HTTPS through its forward (vm.hub_https_host_port): the host's HTTPS checks run there
     found = {c["name"]: c for c in report["checks"]}
-    assert found["hub api (host)"]["passed"] is None and found["https certificate"]["passed"] is None
+    assert found["hub api (host)"]["passed"] and found["https certificate"]["passed"]
+    assert found["hub api (host)"]["expected"].endswith(f"https://127.0.0.1:{lab.https_forward.port}/hub/api")
     assert found["https mode"]["found"] == "self-signed on port 443"
     # the key was recorded in the project's known_hosts, under the forward's name
     assert (project / "builds/ssh/known_hosts").read_text().startswith(f"[127.0.0.1]:{port} ssh-ed25519 ")
