@@ -250,9 +250,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class _Stages:
     """Names, announces and times the build's stages."""
 
-    def __init__(self, sh: Runner) -> None:
+    def __init__(self, sh: Runner, results: list[StepResult]) -> None:
         self.sh = sh
-        self.results: list[StepResult] = []
+        self.results = results
 
     def say(self, message: str) -> None:
         log = getattr(self.sh, "log", None)
@@ -280,9 +280,11 @@ def _tool(s: Settings, key: str) -> str:
     return tools.locate(getattr(s.tools, key)) or getattr(s.tools, key)
 
 
-def build(sh: Runner, s: Settings, layout: Layout, verify: Verify,
-          versions: Mapping[str, str] | None = None) -> NativeBuild:
-    """Build, verify and export the appliance natively (see the module doc); returns what builds/vm/ holds."""
+def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Mapping[str, str] | None = None,
+          stages: list[StepResult] | None = None) -> NativeBuild:
+    """Build, verify and export the appliance natively (see the module doc); returns what builds/vm/ holds.
+    `versions` go into manifest.json's tool_versions; each stage's result is appended to `stages` as it ends
+    (so a caller has them after a failure too)."""
     from hubvm.steps import ansible_command, write_checksums_and_manifest  # steps imports invoke
 
     check(s)
@@ -299,7 +301,7 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify,
                             "and the verify boot forwards the hub there; free it or pick another port")
     paths = NativePaths.of(layout)
     partial = layout.builds / "vm.partial"
-    stage = _Stages(sh)
+    stage = _Stages(sh, stages if stages is not None else [])
     root_uuid = str(uuid.uuid4())
     digest = inputs_digest(s)
     versions = dict(versions or {})
