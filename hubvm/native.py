@@ -47,6 +47,8 @@ ADDRESS_POOL = ipaddress.ip_network("10.214.0.0/16")  # where the container's /3
 HOST_COMMANDS = {"systemd-nspawn": "systemd-container", "ip": "iproute2", "nft": "nftables",
                  "mke2fs": "e2fsprogs", "sfdisk": "fdisk", "ssh-keygen": "openssh-client",
                  "ssh-keyscan": "openssh-client", "setsid": "util-linux", "tar": "tar"}
+# The native build's own code, part of what its export is made of (beside baseimage.py, a box input)
+NATIVE_MODULES = ("native", "netns", "container", "bootdisk", "libvirt_box", "qemuboot")
 # What vagrant-libvirt's `vagrant package` removes with virt-sysprep (its default operations, those that apply to
 # a Debian or Ubuntu guest); the cleanup role has done machine-id, host keys and the hub's secrets already.
 # Paths below the tree; shell globs.
@@ -223,7 +225,7 @@ def inputs_digest(s: Settings) -> str:
     """What a native export is made of: the base tree's inputs, the native build's own code, and everything
     `export` digests (playbook, settings)."""
     files, data = stamps.box_inputs(s)
-    modules = [Path(m.__file__) for m in (sys.modules[__name__], bootdisk, container, libvirt_box, netns, qemuboot)]
+    modules = [s.project_dir / "hubvm" / f"{name}.py" for name in NATIVE_MODULES]
     base = stamps.digest([*files, *modules], {**data, "build": "native"}, s.project_dir)
     return stamps.export_digest(s, base)
 

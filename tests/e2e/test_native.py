@@ -49,6 +49,7 @@ class Built:
     admin_key: Path
     build_log: Path
     verify_outputs: list[str] = field(default_factory=list)
+    qemu_argv: list[str] = field(default_factory=list)  # of the QEMU that ran while verify did
     stages: list[StepResult] = field(default_factory=list)
 
     @property
@@ -98,6 +99,8 @@ def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, s
 
     def verify(host: str, identity: Path) -> None:
         """The real `invoke verify` of the project copy, as the lead's task will call hubvm.remote.run_verify."""
+        pid = (layout.builds / "native" / "qemu.pid").read_text().strip()
+        result.qemu_argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
         run = subprocess.run([INVOKE, "-f", str(profile), "verify", "--host", host, "--identity", str(identity)],
                              cwd=project, env=environment, capture_output=True, text=True, timeout=1800)
         output = run.stdout + run.stderr
@@ -121,9 +124,9 @@ def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, s
 def test_verify_passed_on_one_boot_of_the_exported_disk_by_its_own_boot_loader(built: Built) -> None:
     assert len(built.verify_outputs) == 1
     assert re.search(r"(\d+) of \1 checks passed on hubadmin@127\.0\.0\.1:\d+", built.verify_outputs[0])
-    log = built.build_log.read_text()
-    qemu = [line for line in log.splitlines() if "qemu-system-x86_64" in line and "-daemonize" in line]
-    assert len(qemu) == 1 and "-kernel" not in qemu[0] and "verify-overlay.qcow2" in qemu[0]
+    argv = built.qemu_argv
+    assert argv[0].endswith("qemu-system-x86_64") and "-kernel" not in argv and "-initrd" not in argv
+    assert argv[argv.index("-drive") + 1].startswith(f"file={built.layout.builds}/native/verify-overlay.qcow2,")
     console = (built.layout.logs_dir / "native-verify-console.log").read_text(errors="replace")
     assert "GNU GRUB" in console and "Booting `Debian GNU/Linux'" in console  # GRUB from the disk, its menu
     assert "hubnative login:" in console  # the kernel and systemd up to the serial getty
