@@ -111,9 +111,10 @@ def q(value: object) -> str:
 
 
 def mmdebstrap_command(image: MirrorImage, paths: Paths, root_uuid: str, mmdebstrap: str = "mmdebstrap",
-                       copy_kernel: bool = True) -> str:
+                       copy_kernel: bool = True, dpkg_options: tuple[str, ...] = ()) -> str:
     """Bootstrap the system into paths.rootfs, customised, and (for Packer's first boot) copy its kernel and
-    initrd beside it."""
+    initrd beside it. `dpkg_options` stay in the tree's /etc/dpkg/dpkg.cfg.d/99mmdebstrap (mmdebstrap's
+    --dpkgopt): whoever passes them removes that file before the tree becomes an image."""
     # mmdebstrap runs each hook with `sh -c HOOK exec ROOT`: "$1" must reach that shell unexpanded
     hook = " ".join([q(paths.hook), '"$1"', *(q(part) for part in (image.hostname, image.user, image.password,
                                                                     root_uuid))])
@@ -122,6 +123,7 @@ def mmdebstrap_command(image: MirrorImage, paths: Paths, root_uuid: str, mmdebst
     argv = [mmdebstrap, f"--variant={VARIANT}", f"--include={','.join(image.packages)}"]
     if image.keyring:
         argv.append(f"--keyring={image.keyring}")
+    argv += [f"--dpkgopt={option}" for option in dpkg_options]
     argv.append(f"--customize-hook={hook}")
     if copy_kernel:
         argv.append(f"--customize-hook={copy_kernel_hook}")

@@ -47,6 +47,10 @@ ADDRESS_POOL = ipaddress.ip_network("10.214.0.0/16")  # where the container's /3
 HOST_COMMANDS = {"systemd-nspawn": "systemd-container", "ip": "iproute2", "nft": "nftables",
                  "mke2fs": "e2fsprogs", "sfdisk": "fdisk", "ssh-keygen": "openssh-client",
                  "ssh-keyscan": "openssh-client", "setsid": "util-linux", "tar": "tar"}
+# dpkg without fsync for every file it unpacks, during mmdebstrap and the playbook's apt runs (mmdebstrap leaves
+# it in DPKG_BUILD_CONFIG); the tree loses it before it becomes the image. A build that dies is thrown away anyway.
+DPKG_BUILD_OPTIONS = ("force-unsafe-io",)
+DPKG_BUILD_CONFIG = "etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 # The native build's own code, part of what its export is made of (beside baseimage.py, a box input)
 NATIVE_MODULES = ("native", "netns", "container", "bootdisk", "libvirt_box", "qemuboot")
 # What vagrant-libvirt's `vagrant package` removes with virt-sysprep (its default operations, those that apply to
@@ -181,8 +185,9 @@ def missing_host_commands(which: Callable[[str], str | None] = shutil.which) -> 
 
 
 def sysprep_command(tree: Path) -> str:
-    """virt-sysprep's default operations on the tree (SYSPREP_GLOBS), and every log file emptied away."""
-    globs = " ".join(f"{q(tree)}/{pattern}" for pattern in SYSPREP_GLOBS)
+    """virt-sysprep's default operations on the tree (SYSPREP_GLOBS), every log file emptied away, and the
+    build's dpkg options gone."""
+    globs = " ".join(f"{q(tree)}/{pattern}" for pattern in (*SYSPREP_GLOBS, DPKG_BUILD_CONFIG))
     return f"rm -rf {globs} && find {q(tree / 'var' / 'log')} -type f -delete"
 
 
@@ -200,6 +205,8 @@ def armed_problems(tree: Path) -> list[str]:
     for secret in ("var/lib/jupyterhub/jupyterhub_cookie_secret", "opt/tljh/state/jupyterhub_cookie_secret"):
         if (tree / secret).exists():
             problems.append(f"the hub's cookie secret is still there (/{secret})")
+    if (tree / DPKG_BUILD_CONFIG).exists():
+        problems.append(f"the build's dpkg options are still there (/{DPKG_BUILD_CONFIG})")
     if not (tree / "etc" / "resolv.conf").is_symlink():
         problems.append("/etc/resolv.conf is not the image's link to systemd-resolved's stub")
     return problems
@@ -352,7 +359,7 @@ def _base_tree(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, root
     sh.run(f"ssh-keygen -q -t ed25519 -N '' -C hubvm-native-build -f {q(paths.key)}")
     base = baseimage.Paths(paths.work, layout.packer_dir / baseimage.HOOK_SCRIPT)
     sh.run(baseimage.mmdebstrap_command(baseimage.spec(s), base, root_uuid, _tool(s, "mmdebstrap"),
-                                        copy_kernel=False))
+                                        copy_kernel=False, dpkg_options=DPKG_BUILD_OPTIONS))
 
 
 def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, ansible_command: Callable[..., str],

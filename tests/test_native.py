@@ -332,8 +332,8 @@ def test_a_native_build_needs_the_mirror_source_a_qcow2_and_a_login_to_verify(tm
 
 
 def make_tree(root: Path) -> Path:
-    for folder in ("etc/hubvm", "etc/ssh", "boot", "tmp", "var/tmp", "var/log/journal/abc", "var/lib/dhcp",
-                   "var/lib/systemd", "root", "home/vagrant", "var/cache/apt/archives"):
+    for folder in ("etc/hubvm", "etc/ssh", "etc/dpkg/dpkg.cfg.d", "boot", "tmp", "var/tmp", "var/log/journal/abc",
+                   "var/lib/dhcp", "var/lib/systemd", "root", "home/vagrant", "var/cache/apt/archives"):
         (root / folder).mkdir(parents=True)
     (root / "etc/hubvm/firstboot-pending").write_text("armed\n")
     (root / "etc/machine-id").write_text("")
@@ -350,7 +350,7 @@ def test_the_sysprep_command_removes_what_virt_sysprep_would_and_nothing_else(tm
     tree = make_tree(tmp_path / "tree")
     removed = ["tmp/x", "tmp/.hidden", "var/tmp/y", "root/.bash_history", "home/vagrant/.bash_history",
                "var/log/syslog", "var/log/journal/abc/system.journal", "var/lib/dhcp/lease", "etc/passwd-",
-               "var/lib/systemd/random-seed", "var/cache/apt/archives/a.deb"]
+               "var/lib/systemd/random-seed", "var/cache/apt/archives/a.deb", "etc/dpkg/dpkg.cfg.d/99mmdebstrap"]
     for name in removed:
         (tree / name).write_text("x")
     subprocess.run(["bash", "-c", native.sysprep_command(tree)], check=True)
@@ -366,11 +366,13 @@ def test_a_tree_is_armed_only_without_per_copy_secrets(tmp_path: Path) -> None:
     (tree / "etc/machine-id").write_text("0123\n")
     (tree / "etc/ssh/ssh_host_ed25519_key").write_text("key")
     (tree / "etc/hubvm/firstboot-pending").unlink()
+    (tree / "etc/dpkg/dpkg.cfg.d/99mmdebstrap").write_text("force-unsafe-io\n")
     (tree / "etc/resolv.conf").unlink()
     (tree / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")
     assert native.armed_problems(tree) == [
         "the first-boot unit is not armed (no /etc/hubvm/firstboot-pending)", "/etc/machine-id is not empty",
         "SSH host keys are still there (ssh_host_ed25519_key)",
+        "the build's dpkg options are still there (/etc/dpkg/dpkg.cfg.d/99mmdebstrap)",
         "/etc/resolv.conf is not the image's link to systemd-resolved's stub"]
 
 
@@ -414,6 +416,8 @@ def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tm
         return next(i for i, c in enumerate(commands) if fragment in c)
 
     assert "mmdebstrap --variant=important" in commands[index("mmdebstrap")]
+    assert "--dpkgopt=force-unsafe-io" in commands[index("mmdebstrap")]
+    assert f"{work}/rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap" in commands[index("find ")]
     assert f"{work}/rootfs" in commands[index("mmdebstrap")] and "vmlinuz" not in commands[index("mmdebstrap")]
     net_name = commands[index("ip netns add")].split()[-1]
     guest = next(c for c in commands if "addr add" in c and c.endswith("dev eth0")).split()[-3].split("/")[0]
