@@ -31,6 +31,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -60,6 +61,8 @@ from tests.e2e.full_build import (
     Record,
     StepFailed,
     clone_problems,
+    human,
+    memory_gib,
     minutes,
     verify_detail,
 )
@@ -71,19 +74,29 @@ SSH_WAIT = 900
 
 @dataclass
 class NativeRecord(Record):
-    """full_build.py's record, with the native build's own stages and the machine's load."""
+    """full_build.py's record, with the native build's own stages (and what ran inside them) above the steps that
+    follow it, the machine's load, and the run's wall-clock time as the total."""
 
     stages: list[StepResult] = field(default_factory=list)
+    inner: list[tuple[str, str, float, str]] = field(default_factory=list)  # within a stage: not added up
     load: str = ""
+    started: float = field(default_factory=time.monotonic)
 
     def table(self) -> str:
-        text = super().table().replace(
-            "QEMU in software emulation (TCG)",
-            f"native build (systemd-nspawn), verify boots in QEMU (TCG); load average at the start {self.load}")
-        marker = "| --- | --- | --- | --- |\n"
-        stages = "".join(f"| native build: {r.name} | {r.status} | {minutes(r.seconds)} | {r.detail} |\n"
-                         for r in self.stages)
-        return text.replace(marker, marker + stages, 1)
+        lines = [f"# Full build test (native build), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", "",
+                 f"Machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, {memory_gib()} GiB; "
+                 "the playbook in a systemd-nspawn container, the boots in QEMU software emulation (TCG); "
+                 f"load average at the start {self.load}", "",
+                 "| step | status | duration | detail |", "| --- | --- | --- | --- |"]
+        lines += [f"| native build: {r.name} | {r.status} | {minutes(r.seconds)} | {r.detail} |" for r in self.stages]
+        lines += [f"| ... within it: {n} | {s} | {minutes(t)} | {d} |" for n, s, t, d in self.inner]
+        lines += [f"| {n} | {s} | {minutes(t)} | {d} |" for n, s, t, d in self.steps]
+        lines += [f"| total (wall clock) | | {minutes(time.monotonic() - self.started)} | |", "",
+                  "| artifact | size |", "| --- | --- |"]
+        lines += [f"| {name} | {human(n)} |" for name, n in self.sizes]
+        if self.notes:
+            lines += ["", *(f"- {note}" for note in self.notes)]
+        return "\n".join(lines) + "\n"
 
 
 def ssh_argv(key: Path, user: str, port: int, known_hosts: Path, command: str) -> list[str]:
@@ -161,7 +174,9 @@ def run(record: NativeRecord, stamp: str) -> None:
         detail = run_verify(profile, host, identity, verify_log)
         port = int(host.rsplit(":", 1)[1])
         copies[0].facts = facts(identity, port, known)
-        record.step("invoke verify (copy 1, inside the build)", "passed", time.monotonic() - started, detail)
+        seconds = time.monotonic() - started
+        record.inner.append(("invoke verify on copy 1 (the build's verify boot)", "passed", seconds, detail))
+        print(f"<== invoke verify on copy 1: passed in {minutes(seconds)} {detail}", flush=True)
 
     build_log = logs / f"e2e-native-{stamp}-build.log"
     log = StepLog("native build", build_log).open()
@@ -172,7 +187,7 @@ def run(record: NativeRecord, stamp: str) -> None:
         log.close("failed")
         raise
     log.close("done")
-    record.step("native build (all its stages)", "ran", time.monotonic() - started,
+    record.step("native build, all its stages", "ran", time.monotonic() - started,
                 f"log {build_log.relative_to(PROJECT)}")
     record_sizes(record, s, layout)
     qcow2 = layout.vm_dir / f"{s.vm.name}.qcow2"
