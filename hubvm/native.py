@@ -478,10 +478,17 @@ def _disk(sh: Runner, s: Settings, paths: NativePaths, root_uuid: str, qcow2: Pa
         details.append(f"kernel {kernel}")
     for command in bootdisk.grub_files_commands(tree):
         sh.run(command)
+    started = time.monotonic()
     for command in baseimage.raw_disk_commands(tree, paths.raw, s.vm.disk_gb * 1024**3, root_uuid):
         sh.run(command)
     sh.run(bootdisk.embed_command(sys.executable, paths.raw, tree))
+    made = time.monotonic()
     sh.run(f"{q(_tool(s, 'qemu_img'))} convert -c -f raw -O qcow2 {q(paths.raw)} {q(qcow2)}")  # as export does
+    if not sh.dry:
+        used = sh.probe(f"du -sB1 {q(paths.raw)}")  # the blocks written, not the sparse size
+        data = (getattr(used, "stdout", "") or "0").split()[0]
+        details.append(f"ext4 and GRUB {duration(made - started)} ({int(data) / 1024**3:.2f} GiB of data), "
+                       f"compressed qcow2 {duration(time.monotonic() - made)}")
     sh.run(f"rm -rf {q(paths.raw)} {q(tree)}")
 
 
