@@ -313,7 +313,7 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
     stage = _Stages(sh, stages if stages is not None else [])
     root_uuid = str(uuid.uuid4())
     digest = inputs_digest(s)
-    versions = dict(versions or {})
+    versions = dict(versions) if versions is not None else _tool_versions(sh, s)
     qcow2 = partial / f"{s.vm.name}.qcow2"
     box = partial / f"{s.vm.name}.box"
     try:
@@ -347,6 +347,27 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
         raise
     artifacts = [layout.vm_dir / name for name in (qcow2.name, box.name, "SHA256SUMS", "manifest.json")]
     return NativeBuild(layout.vm_dir, artifacts, stage.results)
+
+
+# The configured tools the native build runs (settings.tools keys); versions for manifest.json
+TOOL_KEYS = ("mmdebstrap", "ansible_playbook", "qemu_img", "qemu_system")
+
+
+def _tool_versions(sh: Runner, s: Settings) -> dict[str, str]:
+    """The versions of the tools the build runs (read-only probes, also under --dry); a missing or too old one
+    stops the build (under --dry: a line saying so)."""
+    findings = tools.probe(lambda command: sh.probe(command), s, TOOL_KEYS)
+    problems = [f"{f.name}: {f.fix}" for f in findings if not f.ok]
+    if problems and not sh.dry:
+        raise UserError("; ".join(problems))
+    for problem in problems:
+        print(f"[dry run] the real run would stop here: {problem}")
+    versions = {f.name: str(f.version) for f in findings if f.version is not None}
+    nspawn = getattr(sh.probe("systemd-nspawn --version"), "stdout", "") or ""
+    found = tools.parse_version(r"^systemd (\d+)", nspawn)
+    if found is not None:
+        versions["systemd-nspawn"] = str(found)
+    return versions
 
 
 def _base_tree(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, root_uuid: str) -> None:

@@ -397,8 +397,15 @@ class DryPlan:
 
     def probe(self, command: str, cwd: Path | None = None) -> Any:
         outputs = {netns.PROBE_ADDRESSES: ADDRESSES, netns.PROBE_ROUTES: ROUTES,
-                   netns.PROBE_DEFAULT_ROUTE: DEFAULT_ROUTE}
-        return SimpleNamespace(stdout=outputs.get(command, ""), ok=True)
+                   netns.PROBE_DEFAULT_ROUTE: DEFAULT_ROUTE, **VERSIONS}
+        program = Path(command.split()[0]).name
+        return SimpleNamespace(stdout=outputs.get(command, outputs.get(program, "")), stderr="", ok=True)
+
+
+# What the tools print for their versions (the forms hubvm.tools parses)
+VERSIONS = {"mmdebstrap": "mmdebstrap 1.3.5", "ansible-playbook": "ansible-playbook [core 2.19.4]",
+            "qemu-img": "qemu-img version 7.2.22", "qemu-system-x86_64": "QEMU emulator version 7.2.22",
+            "systemd-nspawn": "systemd 252 (252.39-1~deb12u2)"}
 
 
 def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tmp_path: Path) -> None:
@@ -456,3 +463,9 @@ def test_the_inputs_digest_changes_with_the_playbooks_settings(tmp_path: Path) -
     assert native.inputs_digest(parse(tmp_path)) == native.inputs_digest(parse(tmp_path))
     assert native.inputs_digest(parse(tmp_path)) != native.inputs_digest(parse(tmp_path, **{"packages.python":
                                                                                           ["six"]}))
+
+
+def test_the_manifest_gets_the_versions_of_the_tools_the_build_ran(tmp_path: Path) -> None:
+    versions = native._tool_versions(DryPlan(), parse(tmp_path))
+    assert versions == {"mmdebstrap": "1.3.5", "Ansible": "2.19.4", "qemu-img": "7.2.22", "QEMU": "7.2.22",
+                        "systemd-nspawn": "252"}
