@@ -7,7 +7,7 @@ and nothing of the build is left running or mounted.
 Runs in a private copy of the project (the working tree's builds/ is never touched), with the pypi hub flavour
 and the smallest package set verify can check (python: six; R: none beyond R itself and the IRkernel), and this
 machine's proxy CA through guest.ca_certificates. Needs root, systemd-nspawn, nft, mmdebstrap, QEMU and
-qemu-img. About 10-14 minutes here (see tests/e2e/README.md): mmdebstrap 1-3, the playbook 4-9, the disk 1-4,
+qemu-img. 12-18 minutes here (see tests/e2e/README.md): mmdebstrap 1.5-3, the playbook 3.5-6.5, the disk 2.5-4.5,
 the verify boot 2-4, depending on the load of the machine.
 """
 
