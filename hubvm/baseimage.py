@@ -111,32 +111,45 @@ def q(value: object) -> str:
     return shlex.quote(str(value))
 
 
-def mmdebstrap_command(image: MirrorImage, paths: Paths, root_uuid: str, mmdebstrap: str = "mmdebstrap") -> str:
-    """Bootstrap the system into paths.rootfs, customised, and copy its kernel and initrd beside it."""
+def mmdebstrap_command(image: MirrorImage, paths: Paths, root_uuid: str, mmdebstrap: str = "mmdebstrap",
+                       copy_kernel: bool = True, dpkg_options: tuple[str, ...] = ()) -> str:
+    """Bootstrap the system into paths.rootfs, customised, and (for Packer's first boot) copy its kernel and
+    initrd beside it. `dpkg_options` stay in the tree's /etc/dpkg/dpkg.cfg.d/99mmdebstrap (mmdebstrap's
+    --dpkgopt): whoever passes them removes that file before the tree becomes an image."""
     # mmdebstrap runs each hook with `sh -c HOOK exec ROOT`: "$1" must reach that shell unexpanded
     hook = " ".join([q(paths.hook), '"$1"', *(q(part) for part in (image.hostname, image.user, image.password,
                                                                     root_uuid))])
     # /vmlinuz and /initrd.img are the symlinks Debian and Ubuntu keep to the installed kernel
-    copy_kernel = f'cp -L "$1/vmlinuz" {q(paths.kernel)} && cp -L "$1/initrd.img" {q(paths.initrd)}'
+    copy_kernel_hook = f'cp -L "$1/vmlinuz" {q(paths.kernel)} && cp -L "$1/initrd.img" {q(paths.initrd)}'
     argv = [mmdebstrap, f"--variant={VARIANT}", f"--include={','.join(image.packages)}"]
     if image.keyring:
         argv.append(f"--keyring={image.keyring}")
-    argv += [f"--customize-hook={hook}", f"--customize-hook={copy_kernel}", image.suite, str(paths.rootfs),
-             *image.sources]
+    argv += [f"--dpkgopt={option}" for option in dpkg_options]
+    argv.append(f"--customize-hook={hook}")
+    if copy_kernel:
+        argv.append(f"--customize-hook={copy_kernel_hook}")
+    argv += [image.suite, str(paths.rootfs), *image.sources]
     return " ".join(q(arg) for arg in argv)
+
+
+def raw_disk_commands(rootfs: Path, raw: Path, size: int, root_uuid: str) -> list[str]:
+    """A sparse raw disk of `size` bytes: an MBR table with one bootable partition from PARTITION_START, and
+    in it an ext4 file system filled from the `rootfs` tree."""
+    fs_kib = (size - PARTITION_START) // 1024
+    start_sector = PARTITION_START // 512
+    return [
+        f"rm -f {q(raw)} && truncate -s {size} {q(raw)}",
+        f"echo 'start={start_sector}, type=83, bootable' | sfdisk --quiet --label dos {q(raw)}",
+        # -d copies the tree (owners, modes, links, device nodes, xattrs) into the file system being made
+        f"mke2fs -q -F -t ext4 -L root -U {root_uuid} -d {q(rootfs)} -E offset={PARTITION_START} "
+        f"{q(raw)} {fs_kib}k",
+    ]
 
 
 def disk_commands(image: MirrorImage, paths: Paths, root_uuid: str, qemu_img: str = "qemu-img") -> list[str]:
     """The partitioned qcow2 disk from the bootstrapped directory, with no loop device and no mount."""
-    size = image.disk_gb * 1024**3
-    fs_kib = (size - PARTITION_START) // 1024
-    start_sector = PARTITION_START // 512
     return [
-        f"rm -f {q(paths.raw)} && truncate -s {size} {q(paths.raw)}",
-        f"echo 'start={start_sector}, type=83, bootable' | sfdisk --quiet --label dos {q(paths.raw)}",
-        # -d copies the tree (owners, modes, links, device nodes, xattrs) into the file system being made
-        f"mke2fs -q -F -t ext4 -L root -U {root_uuid} -d {q(paths.rootfs)} -E offset={PARTITION_START} "
-        f"{q(paths.raw)} {fs_kib}k",
+        *raw_disk_commands(paths.rootfs, paths.raw, image.disk_gb * 1024**3, root_uuid),
         f"{q(qemu_img)} convert -f raw -O qcow2 {q(paths.raw)} {q(paths.image)}",
         f"rm -rf {q(paths.raw)} {q(paths.rootfs)}",
     ]

@@ -32,7 +32,6 @@ import fcntl
 import ipaddress
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -41,10 +40,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubvm import netns
+
 PREFIX = "hvt"
 # /30s are picked at random from this block, skipping any that overlaps an address or route on the host.
 ADDRESS_POOL = ipaddress.ip_network("10.199.0.0/16")
-LOCK_FILE = Path("/run/hvt-netns.lock")
+LOCK_FILE = netns.LOCK_FILE  # shared with the native build: no two runs take the same /30
 NETNS_DIR = Path("/run/netns")
 
 
@@ -76,36 +77,23 @@ def missing_requirements(nspawn: bool = False) -> list[str]:
 
 def uplink_interface() -> str:
     """The interface of the host's default IPv4 route (where masqueraded traffic leaves)."""
-    out = _sh(["ip", "-4", "route", "show", "default"]).stdout
-    match = re.search(r"\bdev (\S+)", out)
-    if not match:
-        raise RuntimeError("the host has no default IPv4 route, so a namespace cannot get a way out")
-    return match.group(1)
+    try:
+        return netns.uplink_interface(_sh(netns.PROBE_DEFAULT_ROUTE.split()).stdout)
+    except netns.NoWayOut as error:
+        raise RuntimeError(str(error)) from None
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
     """Networks already in use on the host: its addresses' prefixes and its routes."""
-    used = []
-    for line in _sh(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
-        match = re.search(r"inet (\S+)", line)
-        if match:
-            used.append(ipaddress.ip_interface(match.group(1)).network)
-    for line in _sh(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
-        first = line.split()[0] if line.split() else ""
-        if first and first not in ("default", "broadcast", "local", "unreachable", "blackhole"):
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.ip_network(first, strict=False))
-    return used
+    return netns.used_networks(_sh(netns.PROBE_ADDRESSES.split()).stdout, _sh(netns.PROBE_ROUTES.split()).stdout)
 
 
 def _free_subnet(pool: ipaddress.IPv4Network = ADDRESS_POOL) -> ipaddress.IPv4Network:
-    """A /30 from the pool overlapping nothing on the host (call with LOCK_FILE held)."""
-    used = _used_networks()
-    candidates = list(pool.subnets(new_prefix=30))
-    for subnet in random.sample(candidates, min(200, len(candidates))):
-        if not any(subnet.overlaps(net) for net in used):
-            return subnet
-    raise RuntimeError(f"no free /30 found in {pool}")
+    """A /30 from the pool overlapping nothing on the host (call with the lock held)."""
+    try:
+        return netns.free_subnet(pool, _used_networks())
+    except netns.NoWayOut as error:
+        raise RuntimeError(str(error)) from None
 
 
 def pid_alive(pid: int) -> bool:
@@ -135,6 +123,7 @@ class Namespace:
     subnet: ipaddress.IPv4Network | None = None
     uplink: str = ""
     _cleanups: list = field(default_factory=list, repr=False)
+    _plan: netns.NetworkPlan | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # hvt<pid>-<label><random>: unique per process; the PID lets remove_stale_namespaces find dead runs.
@@ -152,7 +141,7 @@ class Namespace:
 
     @property
     def host_veth(self) -> str:
-        return f"{self.prefix}{self._tag}h"
+        return f"{self.prefix}{self._tag}h"  # as hubvm.netns.NetworkPlan names it
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -168,41 +157,20 @@ class Namespace:
         return subprocess.Popen(self.exec_prefix + list(cmd), **kwargs)
 
     def open(self) -> Namespace:
-        """Create namespace, veth pair, addresses, routes and the masquerade table."""
+        """Create namespace, veth pair, addresses, routes and the masquerade table (hubvm.netns's commands, the
+        ones the native build runs)."""
         atexit.register(self.close)
         try:
             self.uplink = uplink_interface()
-            LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+            Path(LOCK_FILE).parent.mkdir(parents=True, exist_ok=True)
             with open(LOCK_FILE, "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two runs must not pick the same /30
                 self.subnet = _free_subnet(self.pool)
-                hosts = list(self.subnet.hosts())
-                self.host_addr, self.guest_addr = str(hosts[0]), str(hosts[1])
-                guest_veth = f"{self.prefix}{self._tag}g"
-                _sh(["ip", "netns", "add", self.name])
-                self._cleanups.append(["ip", "netns", "delete", self.name])
-                _sh(["ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", guest_veth])
-                self._cleanups.append(["ip", "link", "delete", self.host_veth])
-                _sh(["ip", "link", "set", guest_veth, "netns", self.name])
-                _sh(["ip", "addr", "add", f"{self.host_addr}/30", "dev", self.host_veth])
-                _sh(["ip", "link", "set", self.host_veth, "up"])
-            self.run(["ip", "link", "set", guest_veth, "name", "eth0"])
-            self.run(["ip", "addr", "add", f"{self.guest_addr}/30", "dev", "eth0"])
-            self.run(["ip", "link", "set", "eth0", "up"])
-            self.run(["ip", "link", "set", "lo", "up"])
-            self.run(["ip", "route", "add", "default", "via", self.host_addr])
-            # Left on afterwards: other runs (and other namespaces) may rely on it concurrently.
-            _sh(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-            ruleset = (
-                f"table ip {self.nft_table} {{\n"
-                "  chain postrouting {\n"
-                "    type nat hook postrouting priority srcnat; policy accept;\n"
-                f'    ip saddr {self.subnet} oifname "{self.uplink}" masquerade\n'
-                "  }\n"
-                "}\n"
-            )
-            _sh(["nft", "-f", "-"], input=ruleset)
-            self._cleanups.append(["nft", "delete", "table", "ip", self.nft_table])
+                self._plan = netns.NetworkPlan(self.name, self._tag, self.prefix, self.subnet, self.uplink)
+                self.host_addr, self.guest_addr = self._plan.host_addr, self._plan.guest_addr
+                self._cleanups = [["sh", "-c", command] for command in reversed(netns.teardown_commands(self._plan))]
+                for command in netns.setup_commands(self._plan):
+                    _sh(["sh", "-c", command])
         except BaseException:
             self.close()
             raise
@@ -223,20 +191,12 @@ class Namespace:
 
 
 def remove_stale_namespaces(prefix: str = PREFIX) -> list[str]:
-    """Delete namespaces (with their veths and nft tables) named with `prefix` whose making process is gone."""
-    removed = []
-    if not NETNS_DIR.is_dir():
-        return removed
-    for entry in NETNS_DIR.iterdir():
-        match = re.fullmatch(rf"{prefix}(\d+)-.*", entry.name)
-        if not match or pid_alive(int(match.group(1))):
-            continue
-        for pid in _sh(["ip", "netns", "pids", entry.name], check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        _sh(["nft", "delete", "table", "ip", entry.name.replace("-", "_")], check=False)
-        _sh(["ip", "netns", "delete", entry.name], check=False)  # its veth end dies with it, and so the peer
-        removed.append(entry.name)
+    """Delete namespaces (with their processes and nft tables) named with `prefix` whose making process is gone."""
+    names = [entry.name for entry in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
+    removed = netns.stale(prefix, names, pid_alive)
+    for name in removed:
+        for command in netns.stale_teardown_commands(name):  # its veth end dies with it, and so the peer
+            _sh(["sh", "-c", command], check=False)
     return removed
 
 

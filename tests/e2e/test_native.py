@@ -1,0 +1,195 @@
+"""The native build for real (hubvm.native.build): mmdebstrap, the playbook in a systemd-nspawn container in a
+network namespace, the cleanup role, a disk with GRUB made from the tree, then one boot of that disk under QEMU
+(TCG here) on which the real `invoke verify` must pass. Then, on the result: the exported qcow2 was not changed
+by that boot (its first boot is still armed), it boots by its own boot loader, the box is one Vagrant accepts,
+and nothing of the build is left running or mounted.
+
+Runs in a private copy of the project (the working tree's builds/ is never touched), with the pypi hub flavour
+and the smallest package set verify can check (python: six; R: none beyond R itself and the IRkernel), and this
+machine's proxy CA through guest.ca_certificates. Needs root, systemd-nspawn, nft, mmdebstrap, QEMU and
+qemu-img. 12-18 minutes here (see tests/e2e/README.md): mmdebstrap 1.5-3, the playbook 3.5-6.5, the disk 2.5-4.5,
+the verify boot 2-4, depending on the load of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke import Context
+
+from hubvm import native, settings
+from hubvm.layout import Layout
+from hubvm.report import StepLog, StepResult
+from hubvm.steps import Shell
+from tests.conftest import INVOKE, copy_project
+from tests.e2e.conftest import StageClock
+
+pytestmark = pytest.mark.e2e
+
+HOST_CA_CERTIFICATES = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+ADMIN_USER = "hubadmin"
+PARTITION_OFFSET = 1024 * 1024
+
+
+@dataclass
+class Built:
+    project: Path
+    settings: settings.Settings
+    layout: Layout
+    admin_key: Path
+    build_log: Path
+    verify_outputs: list[str] = field(default_factory=list)
+    qemu_argv: list[str] = field(default_factory=list)  # of the QEMU that ran while verify did
+    stages: list[StepResult] = field(default_factory=list)
+
+    @property
+    def qcow2(self) -> Path:
+        return self.layout.vm_dir / f"{self.settings.vm.name}.qcow2"
+
+    @property
+    def box(self) -> Path:
+        return self.layout.vm_dir / f"{self.settings.vm.name}.box"
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    return path
+
+
+def _missing() -> list[str]:
+    return [tool for tool in ("qemu-system-x86_64", "qemu-img", "debugfs", "mmdebstrap") if not shutil.which(tool)]
+
+
+@pytest.fixture(scope="module")
+def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, stages: StageClock) -> Iterator[Built]:
+    if _missing():
+        pytest.skip(f"not found: {', '.join(_missing())}")
+    workdir = tmp_path_factory.mktemp("native")
+    admin_key = _keygen(workdir / "admin_key")
+    project = copy_project(workdir / "project")
+    home = workdir / "home"
+    home.mkdir()
+    profile = workdir / "settings.yaml"
+    profile.write_text(yaml.safe_dump({
+        "vm": {"name": "hubvm-native", "hostname": "hubnative", "provider": "libvirt", "accelerator": "tcg",
+               "ip": "dhcp", "data": "none", "cpus": 2, "memory_mb": 2048, "disk_gb": 8,
+               "hub_host_port": native.free_port()},
+        "image": {"source": "mirror"},
+        "ssh": {"wait": 900},  # a first boot in software emulation on a busy machine
+        "hub": {"flavour": "pypi", "admin_users": ["admin"]},
+        "packages": {"python": ["six"], "r": [], "cran": [], "bioconductor": []},
+        "guest": {"ca_certificates": [str(path) for path in HOST_CA_CERTIFICATES]},
+        "export": {"formats": ["qcow2"], "ssh_user": ADMIN_USER, "ssh_public_key": f"{admin_key}.pub"},
+    }))
+    s = settings.parse(settings.merge(settings.defaults(project), yaml.safe_load(profile.read_text())), project)
+    layout = Layout.of(s)
+    result = Built(project, s, layout, admin_key, layout.log("native"))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    environment.update(HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+
+    def verify(host: str, identity: Path) -> None:
+        """The real `invoke verify` of the project copy, as the lead's task will call hubvm.remote.run_verify."""
+        pid = (layout.builds / "native" / "qemu.pid").read_text().strip()
+        result.qemu_argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        run = subprocess.run([INVOKE, "-f", str(profile), "verify", "--host", host, "--identity", str(identity)],
+                             cwd=project, env=environment, capture_output=True, text=True, timeout=1800)
+        output = run.stdout + run.stderr
+        print(output, flush=True)
+        result.verify_outputs.append(output)
+        if run.returncode:
+            raise AssertionError(f"invoke verify failed on {host} ({run.returncode})")
+
+    log = StepLog("native", result.build_log).open()
+    try:
+        with stages.time("native build (mmdebstrap, container, playbook, disk, box, verify boot)"):
+            native.build(Shell(Context(), log), s, layout, verify, stages=result.stages)
+    finally:
+        log.close("ended")
+        for stage in result.stages:
+            stages.stages.append((f"  native build: {stage.name} ({stage.status})", stage.seconds))
+    yield result
+    shutil.rmtree(layout.vm_dir, ignore_errors=True)  # 1.5 GiB or so, twice
+
+
+def test_verify_passed_on_one_boot_of_the_exported_disk_by_its_own_boot_loader(built: Built) -> None:
+    assert len(built.verify_outputs) == 1
+    assert re.search(r"(\d+) of \1 checks passed on hubadmin@127\.0\.0\.1:\d+", built.verify_outputs[0])
+    argv = built.qemu_argv
+    assert argv[0].endswith("qemu-system-x86_64") and "-kernel" not in argv and "-initrd" not in argv
+    assert argv[argv.index("-drive") + 1].startswith(f"file={built.layout.builds}/native/verify-overlay.qcow2,")
+    console = (built.layout.logs_dir / "native-verify-console.log").read_text(errors="replace")
+    assert "GNU GRUB" in console and "Booting `Debian GNU/Linux'" in console  # GRUB from the disk, its menu
+    assert "hubnative login:" in console  # the kernel and systemd up to the serial getty
+
+
+def _debugfs(raw: Path, request: str) -> str:
+    out = subprocess.run(["debugfs", "-R", request, f"{raw}?offset={PARTITION_OFFSET}"], capture_output=True,
+                         text=True)
+    return out.stdout + out.stderr
+
+
+def test_the_exported_disk_is_untouched_by_that_boot_and_still_armed(built: Built, tmp_path: Path) -> None:
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=built.layout.vm_dir, capture_output=True,
+                          text=True)
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+    raw = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(built.qcow2), str(raw)], check=True)
+    head = raw.read_bytes()[:512]
+    assert head[510:] == b"\x55\xaa" and b"GRUB" in head  # GRUB's boot.img, with the partition table
+    assert "firstboot-pending" in _debugfs(raw, "ls -l /etc/hubvm")
+    assert re.search(r"Size: 0\b", _debugfs(raw, "stat /etc/machine-id"))
+    assert "ssh_host_" not in _debugfs(raw, "ls /etc/ssh")
+    assert "File not found" in _debugfs(raw, "stat /var/lib/jupyterhub/jupyterhub_cookie_secret")
+    assert "stub-resolv.conf" in _debugfs(raw, "stat /etc/resolv.conf")
+    # the grub.cfg written for the installed kernel, the root found by its UUID
+    grub_cfg = _debugfs(raw, "cat /boot/grub/grub.cfg")
+    fstab = _debugfs(raw, "cat /etc/fstab")
+    uuid = re.search(r"UUID=(\S+)\s+/\s", fstab)
+    assert uuid and f"search --no-floppy --fs-uuid --set=root {uuid.group(1)}" in grub_cfg
+    assert "console=ttyS0,115200n8" in grub_cfg
+
+
+def test_the_manifest_says_how_it_was_built(built: Built) -> None:
+    manifest = json.loads((built.layout.vm_dir / "manifest.json").read_text())
+    assert manifest["build"]["mode"] == "native"
+    assert set(manifest["artifacts"]) == {built.qcow2.name, built.box.name}
+    assert manifest["access"]["vagrant_user_and_insecure_key"] == "removed"
+
+
+def test_the_box_is_one_vagrant_adds(built: Built, tmp_path: Path) -> None:
+    with tarfile.open(built.box) as box:
+        assert sorted(box.getnames()) == ["Vagrantfile", "box.img", "metadata.json", "vagrant_private_key"]
+        metadata = json.load(box.extractfile("metadata.json"))  # type: ignore[arg-type]
+    assert metadata == {"provider": "libvirt", "format": "qcow2", "virtual_size": 8}
+    if not shutil.which("vagrant"):
+        pytest.skip("vagrant not found")
+    env = {"HOME": str(tmp_path), "VAGRANT_HOME": str(tmp_path / "vagrant.d"), "PATH": os.environ["PATH"],
+           "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    added = subprocess.run(["vagrant", "box", "add", "--name", "hubvm-native-test", str(built.box)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert added.returncode == 0, added.stdout + added.stderr
+    listed = subprocess.run(["vagrant", "box", "list"], env=env, capture_output=True, text=True).stdout
+    assert "hubvm-native-test (libvirt" in listed
+
+
+def test_nothing_of_the_build_is_left(built: Built) -> None:
+    namespaces = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    assert [n for n in namespaces if n.startswith(f"{native.PREFIX}{os.getpid()}-")] == []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"{native.PREFIX}{os.getpid()}_" not in tables
+    assert not (built.layout.builds / "native").exists()
+    assert not (built.layout.builds / "vm.partial").exists()
+    mounts = Path("/proc/self/mounts").read_text()
+    assert str(built.layout.builds) not in mounts
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(built.layout.builds / "native") not in processes
