@@ -65,10 +65,11 @@ packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils vagr
 packages+=(libguestfs-tools)
 # image.source mirror: mmdebstrap, `mke2fs -d` (e2fsprogs), sfdisk (fdisk), the keyrings of Debian and Ubuntu guests
 packages+=(mmdebstrap e2fsprogs fdisk debian-archive-keyring ubuntu-keyring)
+# build.mode native: the container (systemd-nspawn), its network namespace and way out (ip, nft)
+packages+=(systemd-container iproute2 nftables)
 if $tests; then
-  # tests: debconf-set-selections (the preseed validator); test hosts booted with systemd-nspawn in network
-  # namespaces (ip, nft)
-  packages+=(debconf-utils systemd-container nftables iproute2)
+  # tests: debconf-set-selections (the preseed validator); the test hosts use the native build's nspawn, ip, nft
+  packages+=(debconf-utils)
   # tests: a real OpenStack Image service on loopback for the publish tests (Debian's glance-api, about 200
   # packages; the tests start it themselves)
   packages+=(glance-api)

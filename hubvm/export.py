@@ -21,14 +21,22 @@ GUESTFS_FAILURE = re.compile(r"^(virt-sysprep|virt-sparsify): error: (.*)$", re.
 
 
 def export_is_current(s: Settings) -> bool:
-    """builds/vm/ was exported from the current box and configuration, and all its artifacts are there."""
+    """builds/vm/ was exported from the current box (or, natively, the current inputs) and configuration, and all
+    its artifacts are there."""
+    from hubvm import native
+
     layout = Layout.of(s)
-    digest = stamps.export_digest(s, stamps.box_digest(s))
+    digest = native.inputs_digest(s) if s.build.mode == "native" else stamps.export_digest(s, stamps.box_digest(s))
     return stamps.read(layout.export_stamp) == digest and all(p.exists() for p in artifact_paths(s, layout))
 
 
 def export(c: Any, s: Settings) -> StepResult:
-    """Prepare the VM for cloning, package it, lay out what each target loads, then destroy the build VM."""
+    """Prepare the VM for cloning, package it, lay out what each target loads, then destroy the build VM (or, with
+    build.mode native, the native build)."""
+    if s.build.mode == "native":
+        from hubvm import native
+
+        return native.export_native(c, s)
     layout = Layout.of(s)
     if export_is_current(s):
         print(f"export: {rel(layout.vm_dir, s.project_dir)} is up to date (box and configuration unchanged)")

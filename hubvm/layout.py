@@ -87,6 +87,11 @@ class Layout:
         return self.vm_dir / "inputs-sha256"
 
     @property
+    def native_dir(self) -> Path:
+        """The native build's work folder (its tree, disk, key), removed when the build ends."""
+        return self.builds / "native"
+
+    @property
     def vm_partial(self) -> Path:
         """export assembles builds/vm/ here and renames it into place when complete."""
         return self.builds / "vm.partial"

@@ -2,16 +2,16 @@
 
     mmdebstrap tree (as `pack` makes for the VM path)
     -> booted with systemd-nspawn in a network namespace with NAT (hubvm.netns, hubvm.container)
-    -> the same playbook with the same variables over SSH (`invoke provision --host`'s command), then its
+    -> the same playbook with the same variables over SSH (`hubvm provision --host`'s command), then its
        cleanup role (as `export` runs it: first boot armed, per-copy secrets removed); the container stops
     -> what vagrant-libvirt's `vagrant package` does to the disk (virt-sysprep's default operations), on the tree
     -> a bootable disk from the tree: MBR, ext4 by `mke2fs -d`, GRUB written without loop device or mount
        (hubvm.bootdisk) -> compressed qcow2, and a vagrant-libvirt box (hubvm.libvirt_box)
-    -> one boot of a throwaway overlay of that qcow2 under QEMU (hubvm.qemuboot) and `invoke verify` on it
+    -> one boot of a throwaway overlay of that qcow2 under QEMU (hubvm.qemuboot) and `hubvm verify` on it
     -> only then: SHA256SUMS and manifest.json, and builds/vm/ replaced, as `export` leaves it.
 
-`build(sh, s, layout, verify)` runs it all through `sh` (hubvm.steps.Shell, or anything with its `run`, `probe`
-and `dry`): every external command is a command line, so `invoke --dry` prints the whole plan and writes nothing.
+`build(sh, s, layout, verify)` runs it all through `sh` (hubvm.shell.Shell, or anything with its `run`, `probe`
+and `dry`): every external command is a command line, so `hubvm --dry` prints the whole plan and writes nothing.
 A failure stops the container, QEMU and the namespace (by PID and name), removes the work folder
 (builds/native/) and leaves builds/vm/ as it was. Needs root.
 """
@@ -19,6 +19,7 @@ A failure stops the container, QEMU and the namespace (by PID and name), removes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import json
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hubvm import baseimage, bootdisk, container, libvirt_box, netns, qemuboot, render, stamps, tools
+from hubvm import baseimage, bootdisk, container, guest, libvirt_box, netns, qemuboot, render, stamps, tools
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import StepResult, duration
@@ -70,7 +71,7 @@ SYSPREP_GLOBS = (
 
 
 class Runner(Protocol):
-    """What `build` needs from hubvm.steps.Shell."""
+    """What `build` needs from hubvm.shell.Shell."""
 
     @property
     def dry(self) -> bool: ...
@@ -81,7 +82,7 @@ class Runner(Protocol):
     def probe(self, command: str, cwd: Path | None = None) -> Any: ...
 
 
-# Runs `invoke verify --host HOST --identity KEY` (or hubvm.remote.run_verify); raises when a check fails
+# Runs `hubvm verify --host HOST --identity KEY` (hubvm.remote.run_verify); raises when a check fails
 Verify = Callable[[str, Path], None]
 
 
@@ -94,7 +95,7 @@ class NativePaths:
 
     @classmethod
     def of(cls, layout: Layout) -> NativePaths:
-        return cls(layout.builds / "native", layout.logs_dir)
+        return cls(layout.native_dir, layout.logs_dir)
 
     @property
     def tree(self) -> Path:
@@ -166,22 +167,6 @@ def verify_identity(s: Settings) -> Path:
                         f"with the private key of {s.export.ssh_public_key}, and there is none beside it; set "
                         "ssh.identity to that private key")
     return beside
-
-
-def check(s: Settings) -> None:
-    """What the settings must say for a native build (one UserError line otherwise)."""
-    if s.image.source != "mirror":
-        raise UserError(f"image.source = {s.image.source!r}: the native build starts from the tree mmdebstrap "
-                        "makes; set image.source mirror, or build with a VM (KVM or VirtualBox)")
-    if set(s.export.formats) - {"qcow2"}:
-        raise UserError(f"export.formats = {list(s.export.formats)}: the native build makes a qcow2 and a "
-                        "vagrant-libvirt box; use [qcow2]")
-    verify_identity(s)
-
-
-def missing_host_commands(which: Callable[[str], str | None] = shutil.which) -> list[str]:
-    """Lines naming each missing command and the package that has it."""
-    return [f"{name} (apt-get install {package})" for name, package in HOST_COMMANDS.items() if which(name) is None]
 
 
 def sysprep_command(tree: Path) -> str:
@@ -286,34 +271,31 @@ class _Stages:
 
 
 def _tool(s: Settings, key: str) -> str:
-    return tools.locate(getattr(s.tools, key)) or getattr(s.tools, key)
+    return tools.command(s, key)
 
 
-def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Mapping[str, str] | None = None,
+def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Mapping[str, str],
           stages: list[StepResult] | None = None) -> NativeBuild:
     """Build, verify and export the appliance natively (see the module doc); returns what builds/vm/ holds.
-    `versions` go into manifest.json's tool_versions; each stage's result is appended to `stages` as it ends
-    (so a caller has them after a failure too)."""
-    from hubvm.steps import ansible_command, write_checksums_and_manifest  # steps imports invoke
+    The settings were checked for a native build (hubvm.settings) and the host for its needs (hubvm.tools:
+    root, nspawn, nft, ...); `versions` go into manifest.json's tool_versions; each stage's result is appended to
+    `stages` as it ends (so a caller has them after a failure too)."""
+    from hubvm.artifacts import write_checksums_and_manifest
+    from hubvm.provision import ansible_command
 
-    check(s)
     identity = verify_identity(s)
     if not sh.dry:
-        if os.geteuid() != 0:
-            raise UserError("the native build needs root (network namespace, systemd-nspawn, mmdebstrap into a "
-                            "directory); run it with sudo")
-        missing = missing_host_commands()
-        if missing:
-            raise UserError(f"the native build needs {', '.join(missing)}")
-        if not host_port_free(s.vm.hub_host_port):
-            raise UserError(f"vm.hub_host_port = {s.vm.hub_host_port}: 127.0.0.1:{s.vm.hub_host_port} is in use, "
-                            "and the verify boot forwards the hub there; free it or pick another port")
+        for key, port in (("vm.hub_host_port", s.vm.hub_host_port), ("vm.hub_https_host_port",
+                                                                      s.vm.hub_https_host_port)):
+            if not host_port_free(port):
+                raise UserError(f"{key} = {port}: 127.0.0.1:{port} is in use, and the verify boot forwards the "
+                                "hub there; free it or pick another port")
     paths = NativePaths.of(layout)
-    partial = layout.builds / "vm.partial"
+    partial = layout.vm_partial
     stage = _Stages(sh, stages if stages is not None else [])
     root_uuid = str(uuid.uuid4())
     digest = inputs_digest(s)
-    versions = dict(versions) if versions is not None else _tool_versions(sh, s)
+    versions = dict(versions)
     qcow2 = partial / f"{s.vm.name}.qcow2"
     box = partial / f"{s.vm.name}.box"
     try:
@@ -334,7 +316,7 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
             if sh.dry:
                 stage.say(f"[dry run] would write SHA256SUMS and manifest.json, then move them to {layout.vm_dir}")
             else:
-                write_checksums_and_manifest(s, layout, partial, versions, digest, stamps.box_digest(s))
+                write_checksums_and_manifest(s, partial, versions, digest, stamps.box_digest(s))
                 _mark_native(partial / "manifest.json", s)
                 if layout.vm_dir.exists():
                     shutil.rmtree(layout.vm_dir)
@@ -347,27 +329,6 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
         raise
     artifacts = [layout.vm_dir / name for name in (qcow2.name, box.name, "SHA256SUMS", "manifest.json")]
     return NativeBuild(layout.vm_dir, artifacts, stage.results)
-
-
-# The configured tools the native build runs (settings.tools keys); versions for manifest.json
-TOOL_KEYS = ("mmdebstrap", "ansible_playbook", "qemu_img", "qemu_system")
-
-
-def _tool_versions(sh: Runner, s: Settings) -> dict[str, str]:
-    """The versions of the tools the build runs (read-only probes, also under --dry); a missing or too old one
-    stops the build (under --dry: a line saying so)."""
-    findings = tools.probe(lambda command: sh.probe(command), s, TOOL_KEYS)
-    problems = [f"{f.name}: {f.fix}" for f in findings if not f.ok]
-    if problems and not sh.dry:
-        raise UserError("; ".join(problems))
-    for problem in problems:
-        print(f"[dry run] the real run would stop here: {problem}")
-    versions = {f.name: str(f.version) for f in findings if f.version is not None}
-    nspawn = getattr(sh.probe("systemd-nspawn --version"), "stdout", "") or ""
-    found = tools.parse_version(r"^systemd (\d+)", nspawn)
-    if found is not None:
-        versions["systemd-nspawn"] = str(found)
-    return versions
 
 
 def _base_tree(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, root_uuid: str) -> None:
@@ -388,7 +349,7 @@ def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, ansi
     """Prepare the tree, boot it in a namespace, run the playbook and its cleanup, stop it; always clean up."""
     tree = paths.tree
     for command in container.prepare_commands(tree, s.ssh.user, layout.packer_dir / "scripts" / "build-user.sh",
-                                              paths.key.with_suffix(".pub"), s.vm.data, render.SHARED_DATA_MOUNT):
+                                              paths.key.with_suffix(".pub"), s.vm.data, guest.SHARED_DATA_MOUNT):
         sh.run(command)
     _remove_stale_namespaces(sh)
     try:
@@ -412,9 +373,9 @@ def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, ansi
                                     "systemctl --failed --no-legend --plain")
         sh.run(shlex.join(failed))
         env = {"ANSIBLE_CONFIG": str(s.project_dir / "ansible" / "ansible.cfg")}
-        stage.say(f"playbook on the container {target} (as `invoke provision --host` runs it)")
+        stage.say(f"playbook on the container {target} (as `hubvm provision --host` runs it)")
         sh.run(ansible_command(s, layout, target), cwd=s.project_dir, env=env)
-        stage.say("cleanup role (as `invoke export` runs it)")
+        stage.say("cleanup role (as `hubvm export` runs it)")
         sh.run(ansible_command(s, layout, target, tags=["cleanup"]), cwd=s.project_dir, env=env)
     finally:
         sh.run(container.stop_command(paths.nspawn_pid), warn=True)
@@ -534,7 +495,9 @@ def _verify_boot(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, qc
     ssh_port = s.ssh.port if sh.dry else free_port()
     machine = qemuboot.Machine(overlay=paths.overlay, accelerator=s.vm.accelerator, cpus=s.vm.cpus,
                                memory_mb=s.vm.memory_mb, ssh_port=ssh_port, hub_port=s.vm.hub_host_port,
-                               guest_hub_port=s.hub.port, console_log=paths.console_log, pid_file=paths.qemu_pid)
+                               guest_hub_port=s.hub.port, console_log=paths.console_log, pid_file=paths.qemu_pid,
+                               https_port=s.vm.hub_https_host_port if s.hub.https != "off" else None,
+                               guest_https_port=s.hub.https_port)
     host = f"{s.export.ssh_user}@127.0.0.1:{ssh_port}"
     names = [f"[127.0.0.1]:{ssh_port}"]
     sh.run(qemuboot.overlay_command(_tool(s, "qemu_img"), qcow2, paths.overlay))
@@ -547,7 +510,7 @@ def _verify_boot(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, qc
             remove_host_entries(layout.known_hosts, names)  # an earlier boot on this port had other keys
         verify(host, identity)
         if not sh.dry:
-            details.append(f"invoke verify passed on {host}")
+            details.append(f"hubvm verify passed on {host}")
     finally:
         sh.run(qemuboot.stop_command(paths.qemu_pid), warn=True)
         sh.run(f"rm -f {q(paths.overlay)}", warn=True)
@@ -559,7 +522,46 @@ def _mark_native(manifest_path: Path, s: Settings) -> None:
     """Say in manifest.json how the appliance was built and that its qcow2 was booted and verified."""
     manifest = json.loads(manifest_path.read_text())
     manifest["build"] = {"mode": "native", "provisioned_in": "systemd-nspawn container",
-                         "verified": f"invoke verify on one boot of an overlay of {s.vm.name}.qcow2 "
+                         "verified": f"hubvm verify on one boot of an overlay of {s.vm.name}.qcow2 "
                                      f"(QEMU, {s.vm.accelerator})"}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The step (`export` and `all` with build.mode native)
+
+
+def export_native(c: Any, s: Settings) -> StepResult:
+    """The native build as the export step: skipped when builds/vm/ is its export of the current inputs."""
+    from hubvm import remote
+    from hubvm.shell import require, step
+
+    layout = Layout.of(s)
+    if stamps.read(layout.export_stamp) == inputs_digest(s) and (layout.vm_dir / "manifest.json").is_file():
+        print(f"export: {layout.vm_dir} is up to date (native build; inputs unchanged)")
+        return StepResult("export", "skipped", 0.0, "up to date")
+    versions = require(c, s, layout, "export")
+    # The verify boot's hub starts up to a few minutes after sshd in an emulated guest: verify waits that long
+    patient = dataclasses.replace(s, ssh=dataclasses.replace(s.ssh, wait=max(s.ssh.wait, VERIFY_WAIT)))
+    with step(c, "export", layout) as sh:
+        stages: list[StepResult] = []
+        try:
+            made = build(sh, patient, layout, lambda host, key: remote.run_verify(c, patient, host, str(key), False),
+                         versions, stages)
+        finally:
+            from hubvm.report import steps_table
+
+            if stages:
+                sh.say(steps_table(stages))
+        sizes = ", ".join(f"{p.name} {_size(p)}" for p in made.artifacts if p.exists())
+        return StepResult("export", "dry run" if sh.dry else "ran", sh.log.elapsed(), f"native build: {sizes}")
+
+
+VERIFY_WAIT = 900  # seconds
+
+
+def _size(path: Path) -> str:
+    from hubvm.artifacts import size
+
+    return size(path)

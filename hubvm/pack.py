@@ -26,6 +26,9 @@ def box_is_current(s: Settings, layout: Layout) -> bool:
 
 def pack(c: Any, s: Settings, force: bool = False) -> StepResult:
     """Build the base box with Packer, unless a box built from the same inputs is already there."""
+    if s.build.mode == "native":
+        print("pack: build.mode native has no base box (export makes the tree, the disk and the box)")
+        return StepResult("pack", "skipped", 0.0, "build.mode native")
     layout = Layout.of(s)
     if not force and box_is_current(s, layout):
         print(f"pack: {rel(layout.box_file, s.project_dir)} is up to date (inputs unchanged; --force rebuilds it)")

@@ -38,6 +38,8 @@ class Machine:
     guest_hub_port: int
     console_log: Path
     pid_file: Path
+    https_port: int | None = None        # on 127.0.0.1, forwarded to the guest's guest_https_port (HTTPS on)
+    guest_https_port: int = 443
 
 
 def overlay_command(qemu_img: str, disk: Path, overlay: Path) -> str:
@@ -49,6 +51,8 @@ def start_command(qemu_system: str, m: Machine) -> str:
     accel = "kvm" if m.accelerator == "kvm" else "tcg"
     forwards = (f"hostfwd=tcp:127.0.0.1:{m.ssh_port}-:22,"
                 f"hostfwd=tcp:127.0.0.1:{m.hub_port}-:{m.guest_hub_port}")
+    if m.https_port is not None:
+        forwards += f",hostfwd=tcp:127.0.0.1:{m.https_port}-:{m.guest_https_port}"
     argv = [qemu_system, "-name", "hubvm-verify", "-machine", f"pc,accel={accel}", "-cpu", "max",
             "-smp", str(m.cpus), "-m", str(m.memory_mb),
             "-drive", f"file={m.overlay},if=virtio,format=qcow2",

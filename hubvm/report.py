@@ -89,6 +89,12 @@ class StepLog:
         self.out.write(message + "\n")
         self.out.flush()
 
+    def record(self, line: str) -> None:
+        """A line for the log file only (what the terminal already shows otherwise)."""
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.flush()
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 

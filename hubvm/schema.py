@@ -557,6 +557,9 @@ SETTINGS: tuple[Setting, ...] = (
        "host port forwarded to the hub (127.0.0.1:8080 -> guest port hub.port)"),
     _s("vm.hub_https_host_port", INTEGER, integer(1024, 65535, " (ports below 1024 need root on the host)"),
        "host port forwarded to the hub's HTTPS (127.0.0.1:8443 -> guest port hub.https_port)"),
+    # build
+    _s("build.mode", TEXT, choice("vm", "native"), "vm (Packer's box, provisioned in a VM by Vagrant) | native "
+       "(image.source mirror: provisioned in a container, booted once to verify)"),
     # image
     _s("image.source", TEXT, choice("iso", "cloud", "mirror"), "iso (installer + preseed/autoinstall) | cloud "
        "(official cloud image) | mirror (built from a package mirror, no installer)"),

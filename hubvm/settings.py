@@ -113,6 +113,8 @@ def _cross_checks(s: Settings) -> None:
     if strangers:
         raise ConfigError("hub.admin_password_hashes", strangers[0], "is not one of hub.admin_users",
                           "give hashes for the administrators only")
+    if s.build.mode == "native":
+        _native_checks(s)
     if s.image.source == "mirror" and s.vm.provider != "libvirt":
         raise ConfigError("image.source", "mirror", "builds a qcow2 disk for QEMU, which VirtualBox cannot boot",
                           "use iso or cloud with vm.provider virtualbox, or set vm.provider libvirt")
@@ -131,6 +133,25 @@ def _cross_checks(s: Settings) -> None:
     if s.ssh.via == "ip" and s.vm.dhcp and s.vm.provider == "virtualbox":
         raise ConfigError("ssh.via", "ip", "needs a known address, and VirtualBox reports no DHCP lease",
                           "set vm.ip to a static address, or ssh.via forwarded")
+
+
+def _native_checks(s: Settings) -> None:
+    """A native build starts from the mirror's tree, makes a qcow2 and a libvirt box, and logs into the exported
+    image as export.ssh_user to verify it."""
+    if s.image.source != "mirror":
+        raise ConfigError("image.source", s.image.source, "is not mirror, and build.mode native starts from the "
+                          "tree mmdebstrap makes", "set image.source mirror, or build.mode vm")
+    if s.vm.provider != "libvirt" or set(s.export.formats) - {"qcow2"}:
+        raise ConfigError("export.formats", list(s.export.formats), "build.mode native makes a qcow2 and a "
+                          "vagrant-libvirt box", "set vm.provider libvirt and export.formats [qcow2]")
+    if s.export.ssh_public_key is None:
+        raise ConfigError("export.ssh_public_key", "", "is empty, and build.mode native verifies the exported image "
+                          "over SSH as export.ssh_user", "give a public key (and ssh.identity its private key when "
+                          "that is not beside it)")
+    beside = s.export.ssh_public_key.with_suffix("") if s.export.ssh_public_key.suffix == ".pub" else None
+    if s.ssh.identity is None and (beside is None or not beside.is_file()):
+        raise ConfigError("ssh.identity", "", f"is empty and no private key lies beside {s.export.ssh_public_key}",
+                          "set ssh.identity to the private key of export.ssh_public_key")
 
 
 def image_source(s: Settings) -> dict[str, str]:

@@ -55,6 +55,8 @@ class Shell:
         options.update(kwargs)
         if cwd is not None:  # spelled out (not c.cd) so that dry runs and MockContext show it
             command = f"cd {q(cwd)} && {command}"
+        if self.log is not None and options.get("echo") and not options.get("hide"):
+            self.log.record(f"$ {command}")  # invoke echoes to the terminal only
         return self.c.run(command, **options)
 
     def probe(self, command: str, cwd: Path | None = None) -> Any:

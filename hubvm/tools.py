@@ -173,7 +173,8 @@ def assess_kvm(status: str, detail: str) -> Finding:
     if status == OK:
         return Finding("KVM", OK, "", "/dev/kvm")
     return Finding("KVM", NOT_USABLE, f"{detail}; set vm.accelerator: tcg (QEMU software emulation, about 6x "
-                   "slower)", "/dev/kvm" if os.path.exists("/dev/kvm") else None)
+                   "slower), and with image.source mirror build.mode: native (provisioned at native speed in a "
+                   "container)", "/dev/kvm" if os.path.exists("/dev/kvm") else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,6 +190,12 @@ def needs(task: str, s: Any) -> list[str]:
     mirror = ["mmdebstrap", "mke2fs", "sfdisk", "archive keyring"] if s.image.source == "mirror" else []
     builder = ["qemu_system", "qemu_img"] + (["KVM"] if s.vm.accelerator == "kvm" else []) if libvirt \
         else ["vboxmanage", "vboxdrv"]
+    if s.build.mode == "native":
+        native = ["root", *mirror, "systemd-nspawn", "ip", "nft", "ssh-keygen", "ansible_playbook", "qemu_system",
+                  "qemu_img", *(["KVM"] if s.vm.accelerator == "kvm" else [])]
+        table = {"pack": [], "up": [], "provision": ["ansible_playbook"], "provision-vagrant": ["vagrant"],
+                 "export": native, "all": native, "check": native, "publish": []}
+        return list(dict.fromkeys(table.get(task, [])))
     table = {
         "pack": [*mirror, "packer", *builder],
         "up": ["vagrant", "ansible_playbook", *provider],
@@ -332,6 +339,10 @@ class Probes:
             qemu = locate(s.tools.qemu_system)
             return self.cached("KVM", identity(qemu, "/dev/kvm", "/proc/version", *_kernels()),
                                lambda: probe_kvm(self.run, qemu))
+        if name == "root":
+            ok = os.geteuid() == 0
+            return Finding("root", OK if ok else NOT_USABLE, "" if ok else "build.mode native needs root (network "
+                           "namespace, systemd-nspawn, mmdebstrap into a folder): run it with sudo")
         if name == "vboxdrv":
             ok = os.path.exists("/dev/vboxdrv")
             return Finding("VirtualBox kernel driver", OK if ok else NOT_USABLE, "" if ok else
@@ -352,6 +363,10 @@ COMMANDS = {
     "rsync": ("rsync", "rsync", "vagrant-libvirt copies vm.data into the VM with rsync"),
     "mke2fs": ("mke2fs", "e2fsprogs", "the mirror image's file system"),
     "sfdisk": ("sfdisk", "fdisk", "the mirror image's partition table"),
+    "systemd-nspawn": ("systemd-nspawn", "systemd-container", "the native build's container"),
+    "ip": ("ip", "iproute2", "the native build's network namespace"),
+    "nft": ("nft", "nftables", "the native build's way out (NAT)"),
+    "ssh-keygen": ("ssh-keygen", "openssh-client", "the native build's login key"),
     **{name: (name, "libguestfs-tools", "vagrant-libvirt's package runs it") for name in GUESTFS_COMMANDS},
 }
 

@@ -52,6 +52,9 @@ def vm_state(sh: Shell, s: Settings, layout: Layout) -> str:
 
 def up(c: Any, s: Settings, provision: bool = False) -> StepResult:
     """Add the box to Vagrant, boot the VM and provision it with Ansible (Vagrant's ansible provisioner)."""
+    if s.build.mode == "native":
+        print("up: build.mode native has no build VM (export provisions a container, then verifies the image)")
+        return StepResult("up", "skipped", 0.0, "build.mode native")
     layout = Layout.of(s)
     require(c, s, layout, "up")
     if not layout.box_file.is_file() and not Shell(c).dry:
@@ -97,7 +100,7 @@ def clean(c: Any, s: Settings, everything: bool = False) -> list[Path]:
         raise UserError(f"a VM still exists ({rel(layout.vagrant_dir, s.project_dir)}/.vagrant): destroy it "
                         "first with hubvm destroy")
     targets = [layout.packer_dir, layout.vagrant_dir, layout.ansible_vars.parent, layout.logs_dir,
-               layout.partial_dir, layout.vm_partial, layout.ssh_dir]
+               layout.partial_dir, layout.vm_partial, layout.native_dir, layout.ssh_dir]
     if everything:
         targets += [layout.boxes_dir, layout.vm_dir, layout.base_image_dir, layout.cache_dir]
     present = [p for p in targets if p.exists()]

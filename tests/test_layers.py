@@ -72,7 +72,7 @@ def test_an_empty_file_and_an_empty_section_override_nothing(tmp_path: Path) -> 
     ({"hubb": {"flavour": "pypi"}}, False, "did you mean hub?"),
     ({"hubb": {"flavour": "pypi"}}, True, "did you mean hub?"),
     ({"VM": {"ip": "dhcp"}}, True, "did you mean vm?"),
-    ({"docker": {"x": 1}}, False, "the sections are vm, image"),
+    ({"docker": {"x": 1}}, False, "the sections are vm, build, image"),
     ({"vm": 5}, False, "is a section, not a value"),
     ({"vm": ["ip"]}, False, "is a section, not a value"),
     ({"vm": {"cpus": None}}, False, "vm.cpus = None: is empty"),

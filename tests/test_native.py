@@ -1,6 +1,6 @@
 """The native build's pure parts: namespace plans and commands, the container's commands, GRUB's boot code
 written into a disk image, the verify boot's QEMU command, the vagrant-libvirt box, and the whole plan as
-`invoke --dry` prints it. The real run is tests/e2e/test_native.py."""
+`hubvm --dry` prints it. The real run is tests/e2e/test_native.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hubvm import bootdisk, container, libvirt_box, native, netns, qemuboot, set
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.target import Target
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_with
 
 ADDRESSES = """1: lo    inet 127.0.0.1/8 scope host lo
 2: eth0    inet 192.0.2.10/24 brd 192.0.2.255 scope global eth0
@@ -40,10 +40,10 @@ def parse(tmp_path: Path, **overrides: object) -> settings.Settings:
     if not key.with_suffix(".pub").exists():
         key.write_text("private\n")
         key.with_suffix(".pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests admin\n")
-    values = {"image.source": "mirror", "vm.provider": "libvirt", "vm.accelerator": "tcg",
+    values = {"build.mode": "native", "image.source": "mirror", "vm.provider": "libvirt", "vm.accelerator": "tcg",
               "export.formats": ["qcow2"], "export.ssh_public_key": str(key.with_suffix(".pub")),
               "hub.flavour": "pypi", **overrides}
-    return settings.parse(settings.merge(settings.defaults(REPO), settings.dotted(values)), REPO)
+    return settings_with(REPO, **values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,16 +317,17 @@ def test_the_box_vagrantfile_is_ruby_vagrant_reads(tmp_path: Path) -> None:
 
 
 def test_a_native_build_needs_the_mirror_source_a_qcow2_and_a_login_to_verify(tmp_path: Path) -> None:
-    native.check(parse(tmp_path))
     assert native.verify_identity(parse(tmp_path)) == tmp_path / "admin_key"
-    with pytest.raises(UserError, match=r"^image.source = 'iso': the native build starts from the tree"):
-        native.check(parse(tmp_path, **{"image.source": "iso"}))
-    with pytest.raises(UserError, match=r"^export.ssh_public_key = '': the native build verifies"):
-        native.check(parse(tmp_path, **{"export.ssh_public_key": ""}))
+    with pytest.raises(UserError, match=r"^image.source = 'iso': is not mirror, and build.mode native starts"):
+        parse(tmp_path, **{"image.source": "iso"})
+    with pytest.raises(UserError, match=r"^export.ssh_public_key = '': is empty, and build.mode native verifies"):
+        parse(tmp_path, **{"export.ssh_public_key": ""})
+    with pytest.raises(UserError, match=r"^export.formats = \['ovf'\]: build.mode native makes a qcow2"):
+        parse(tmp_path, **{"vm.provider": "virtualbox", "export.formats": ["ovf"]})
     (tmp_path / "admin_key").unlink()
-    with pytest.raises(UserError, match=r"^ssh.identity = '': the native build logs into the exported image"):
-        native.verify_identity(parse(tmp_path))
-    (tmp_path / "other_key").write_text("private\n")
+    with pytest.raises(UserError, match=r"^ssh.identity = '': is empty and no private key lies beside"):
+        parse(tmp_path)
+    (tmp_path / "other_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
     assert native.verify_identity(parse(tmp_path, **{"ssh.identity": str(tmp_path / "other_key")})) == \
         tmp_path / "other_key"
 
@@ -384,7 +385,7 @@ def test_the_kernel_is_the_one_the_trees_links_name(tmp_path: Path) -> None:
 
 
 class DryPlan:
-    """A runner like hubvm.steps.Shell under `invoke --dry`: it records the commands and runs none. Its probes
+    """A runner like hubvm.shell.Shell under `hubvm --dry`: it records the commands and runs none. Its probes
     answer with a fixed host (addresses, routes, no namespaces), so the plan does not depend on this machine."""
 
     dry = True
@@ -402,6 +403,8 @@ class DryPlan:
         return SimpleNamespace(stdout=outputs.get(command, outputs.get(program, "")), stderr="", ok=True)
 
 
+# The versions the run's probes found (for manifest.json)
+VERSIONS_FOUND = {"mmdebstrap": "1.3.5", "Ansible": "2.19.4", "qemu-img": "7.2.22", "QEMU": "7.2.22"}
 # What the tools print for their versions (the forms hubvm.tools parses)
 VERSIONS = {"mmdebstrap": "mmdebstrap 1.3.5", "ansible-playbook": "ansible-playbook [core 2.19.4]",
             "qemu-img": "qemu-img version 7.2.22", "qemu-system-x86_64": "QEMU emulator version 7.2.22",
@@ -409,13 +412,13 @@ VERSIONS = {"mmdebstrap": "mmdebstrap 1.3.5", "ansible-playbook": "ansible-playb
 
 
 def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tmp_path: Path) -> None:
-    from hubvm.steps import ansible_command
+    from hubvm.provision import ansible_command
 
     s = parse(tmp_path)
     layout = Layout.of(s)
     plan = DryPlan()
     verified: list[tuple[str, Path]] = []
-    result = native.build(plan, s, layout, lambda host, key: verified.append((host, key)))
+    result = native.build(plan, s, layout, lambda host, key: verified.append((host, key)), VERSIONS_FOUND)
     commands = plan.commands
     work = REPO / "builds" / "native"
 
@@ -452,7 +455,7 @@ def test_a_failed_verify_stops_qemu_and_removes_the_work(tmp_path: Path) -> None
         raise UserError("2 checks failed")
 
     with pytest.raises(UserError, match="2 checks failed"):
-        native.build(plan, s, Layout.of(s), failing)
+        native.build(plan, s, Layout.of(s), failing, VERSIONS_FOUND)
     tail = plan.commands[plan.commands.index(next(c for c in plan.commands if "ssh-keyscan" in c)) + 1:]
     assert "kill -TERM $pid" in tail[0] and "qemu.pid" in tail[0]
     assert tail[1:] == [f"rm -f {REPO}/builds/native/verify-overlay.qcow2", f"rm -rf {REPO}/builds/native",
@@ -465,7 +468,11 @@ def test_the_inputs_digest_changes_with_the_playbooks_settings(tmp_path: Path) -
                                                                                           ["six"]}))
 
 
-def test_the_manifest_gets_the_versions_of_the_tools_the_build_ran(tmp_path: Path) -> None:
-    versions = native._tool_versions(DryPlan(), parse(tmp_path))
-    assert versions == {"mmdebstrap": "1.3.5", "Ansible": "2.19.4", "qemu-img": "7.2.22", "QEMU": "7.2.22",
-                        "systemd-nspawn": "252"}
+def test_the_native_needs_are_probed_by_check_and_the_run(tmp_path: Path) -> None:
+    from hubvm import tools
+
+    needs = tools.needs("all", parse(tmp_path))
+    assert needs[:1] == ["root"] and {"systemd-nspawn", "ip", "nft", "mmdebstrap", "qemu_system"} <= set(needs)
+    assert "vagrant" not in needs and "packer" not in needs
+    assert tools.needs("pack", parse(tmp_path)) == [] and tools.needs("up", parse(tmp_path)) == []
+    assert "KVM" in tools.needs("export", parse(tmp_path, **{"vm.accelerator": "kvm"}))

@@ -91,6 +91,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "vm.locale": st.from_regex(r"[a-z]{2}_[A-Z]{2}\.UTF-8", fullmatch=True) | st.just("C.UTF-8"),
     "vm.hub_host_port": port(),
     "vm.hub_https_host_port": port(),
+    "build.mode": st.sampled_from(["vm", "native"]),
     "image.source": st.sampled_from(["iso", "cloud", "mirror"]),
     "image.url": OPTIONAL_URL,
     "image.checksum": st.just("") | st.builds(lambda h: f"sha256:{h}", st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),

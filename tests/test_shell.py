@@ -40,3 +40,10 @@ def test_quoting_and_relative_paths() -> None:
     assert q("a b") == "'a b'" and q("plain") == "plain"
     assert rel(Path("/p/builds/x"), Path("/p")) == "builds/x"
     assert rel(Path("/elsewhere/x"), Path("/p")) == "/elsewhere/x"
+
+
+def test_a_steps_log_holds_the_commands_it_ran(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, "vm", "debian12", "libvirt")
+    with step(Context(config=Config()), "pack", layout) as sh:
+        sh.run("echo hello", in_stream=False)
+    assert "$ echo hello\nhello\n" in layout.log("pack").read_text()

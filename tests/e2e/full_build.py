@@ -2,23 +2,27 @@
 """The full build test (README, "Full build test"): the whole pipeline for real, then the exported image on its own.
 
     sudo .venv/bin/python tests/e2e/full_build.py            # from the project folder of a clean checkout
+    sudo .venv/bin/python tests/e2e/full_build.py --mode native    # the same with build.mode native
 
 1. makes an SSH key pair for the appliance's administrator (builds/e2e/id_ed25519);
 2. starts libvirtd in a network namespace of its own with a masqueraded way out (tests/e2e/libvirt_host.py),
    so every VM network stays there and guests reach only the package registries through the NAT;
 3. runs `hubvm -f builds/e2e/e2e.yaml all` in that namespace (mirror base image, packer, vagrant up with
-   Ansible, export to qcow2); builds/e2e/e2e.yaml is config/e2e-libvirt.yaml plus this machine's part: the key
-   as export.ssh_public_key, and the CA certificates this host trusts beyond Debian's (a TLS-intercepting
-   proxy's, /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates;
+   Ansible, export to qcow2; with --mode native: the tree provisioned in a container, the disk made from it and
+   verified on one boot, see docs/native-build.md), then again, when it must skip every step;
+   builds/e2e/e2e.yaml is config/e2e-libvirt.yaml plus this machine's part: the key as export.ssh_public_key,
+   the CA certificates this host trusts beyond Debian's (a TLS-intercepting proxy's,
+   /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates, and build.mode;
 4. boots two copies of the exported qcow2 as fresh VMs (copy-on-write overlays) and, on each, runs
-   `invoke verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
+   `hubvm verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
    waits for the hub's first start), then checks clone safety: their SSH host keys, machine-id, hub cookie
    secret, admin passwords and self-signed certificate differ; the build login and password logins are gone;
 5. writes a table of step durations and artifact sizes to builds/logs/full-build-<time>.md and prints it;
 6. tears everything down (VMs, daemons by PID, nft table, veth, namespace), after a failure too.
 
-Too slow for CI (about an hour here in QEMU software emulation); needs root, libvirt's daemons, QEMU, packer,
-vagrant with vagrant-libvirt, mmdebstrap, iproute2, nft. Exit status 0 only when every step passed.
+Too slow for CI (about an hour here in QEMU software emulation; native: about 13 minutes); needs root, libvirt's
+daemons, QEMU, packer, vagrant with vagrant-libvirt, mmdebstrap, iproute2, nft, systemd-nspawn (what setup.sh
+installs). Exit status 0 only when every step passed.
 """
 
 from __future__ import annotations
@@ -214,7 +218,7 @@ def run(args: argparse.Namespace, record: Record) -> None:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hubvm-e2e", "-f", str(key)],
                        check=True)
     profile = work / "e2e.yaml"
-    profile.write_text(profile_text(key.with_suffix(".pub")))
+    profile.write_text(profile_text(key.with_suffix(".pub"), args.mode))
     state = work / "libvirt"
     shutil.rmtree(state, ignore_errors=True)
 
@@ -233,13 +237,15 @@ def run(args: argparse.Namespace, record: Record) -> None:
             if status:
                 raise StepFailed("hubvm clean --all failed")
 
+        what = "hubvm all (pack, up, export)" if args.mode == "vm" else "hubvm all (native build)"
         if args.reuse_export:
-            record.step("hubvm all (pack, up, export)", "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
+            record.step(what, "skipped", 0.0, "--reuse-export: builds/vm/ as it is")
         else:
             t = time.monotonic()
             status = stream(ns, [HUBVM, "-f", str(profile), "all"], logs / f"e2e-{stamp}-all.log", env)
-            record.step("hubvm all (pack, up, export)", "ran" if status == 0 else "failed", time.monotonic() - t,
+            record.step(what, "ran" if status == 0 else "failed", time.monotonic() - t,
                         f"log builds/logs/e2e-{stamp}-all.log")
+            record.notes += native_stages(logs / f"e2e-{stamp}-all.log") if args.mode == "native" else []
             if status:
                 record_sizes(record)
                 raise StepFailed(f"hubvm all exited {status}")
@@ -304,15 +310,30 @@ def run(args: argparse.Namespace, record: Record) -> None:
             raise StepFailed("; ".join(problems))
 
 
-def profile_text(public_key: Path) -> str:
-    """The test's profile: the shipped one plus this machine's key and CA certificates."""
+def profile_text(public_key: Path, mode: str = "vm") -> str:
+    """The test's profile: the shipped one plus this machine's key and CA certificates, and the build mode."""
     import yaml
 
     data = yaml.safe_load((PROJECT / PROFILE).read_text())
+    data.setdefault("build", {})["mode"] = mode
     data.setdefault("export", {})["ssh_public_key"] = str(public_key)
     data.setdefault("guest", {})["ca_certificates"] = [str(p) for p in sorted(HOST_CA_DIR.glob("*.crt"))]
     header = f"# Generated by tests/e2e/full_build.py from {PROFILE}; rewritten at each run.\n"
     return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def native_stages(log: Path) -> list[str]:
+    """The native build's own stage table, as `hubvm all` printed it (for the record)."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    start = next((i for i, line in enumerate(lines) if line.startswith("step ") and "status" in line), None)
+    if start is None:
+        return []
+    table = []
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("<=="):
+            break
+        table.append(f"    {line}")
+    return ["native build stages:", *table]
 
 
 def clone_problems(copies: list[Copy]) -> list[str]:
@@ -368,6 +389,8 @@ def record_sizes(record: Record) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fresh", action="store_true", help="run `hubvm clean --all` first (rebuild everything)")
+    parser.add_argument("--mode", choices=("vm", "native"), default="vm",
+                        help="build.mode of the build (native: no build VM, provisioned in a container)")
     parser.add_argument("--reuse-export", action="store_true",
                         help="skip `hubvm all`: boot, verify and compare copies of the qcow2 already in builds/vm/")
     args = parser.parse_args()
@@ -386,7 +409,7 @@ def main() -> int:
         record.notes.append("INTERRUPTED")
     logs = PROJECT / "builds" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    report = logs / f"full-build-{datetime.datetime.now():%Y%m%d-%H%M%S}.md"
+    report = logs / f"full-build-{args.mode}-{datetime.datetime.now():%Y%m%d-%H%M%S}.md"
     report.write_text(record.table())
     print("\n" + record.table())
     print(f"written to {report.relative_to(PROJECT)}")

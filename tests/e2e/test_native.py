@@ -1,8 +1,8 @@
-"""The native build for real (hubvm.native.build): mmdebstrap, the playbook in a systemd-nspawn container in a
-network namespace, the cleanup role, a disk with GRUB made from the tree, then one boot of that disk under QEMU
-(TCG here) on which the real `invoke verify` must pass. Then, on the result: the exported qcow2 was not changed
-by that boot (its first boot is still armed), it boots by its own boot loader, the box is one Vagrant accepts,
-and nothing of the build is left running or mounted.
+"""The native build for real (`hubvm export` with build.mode native): mmdebstrap, the playbook in a
+systemd-nspawn container in a network namespace, the cleanup role, a disk with GRUB made from the tree, then one
+boot of that disk under QEMU (TCG here) on which the real `hubvm verify` must pass. Then, on the result: the
+exported qcow2 was not changed by that boot (its first boot is still armed), it boots by its own boot loader, the
+box is one Vagrant accepts, and nothing of the build is left running or mounted.
 
 Runs in a private copy of the project (the working tree's builds/ is never touched), with the pypi hub flavour
 and the smallest package set verify can check (python: six; R: none beyond R itself and the IRkernel), and this
@@ -20,18 +20,16 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from invoke import Context
 
 from hubvm import native, settings
+from hubvm.layers import Layers, defaults_layer, file_layer, read_file
 from hubvm.layout import Layout
-from hubvm.report import StepLog, StepResult
-from hubvm.steps import Shell
-from tests.conftest import INVOKE, copy_project
+from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 
 pytestmark = pytest.mark.e2e
@@ -47,10 +45,7 @@ class Built:
     settings: settings.Settings
     layout: Layout
     admin_key: Path
-    build_log: Path
-    verify_outputs: list[str] = field(default_factory=list)
-    qemu_argv: list[str] = field(default_factory=list)  # of the QEMU that ran while verify did
-    stages: list[StepResult] = field(default_factory=list)
+    output: str = ""  # what `hubvm export` printed
 
     @property
     def qcow2(self) -> Path:
@@ -83,7 +78,8 @@ def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, s
     profile.write_text(yaml.safe_dump({
         "vm": {"name": "hubvm-native", "hostname": "hubnative", "provider": "libvirt", "accelerator": "tcg",
                "ip": "dhcp", "data": "none", "cpus": 2, "memory_mb": 2048, "disk_gb": 8,
-               "hub_host_port": native.free_port()},
+               "hub_host_port": native.free_port(), "hub_https_host_port": native.free_port()},
+        "build": {"mode": "native"},
         "image": {"source": "mirror"},
         "ssh": {"wait": 900},  # a first boot in software emulation on a busy machine
         "hub": {"flavour": "pypi", "admin_users": ["admin"]},
@@ -91,42 +87,37 @@ def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, s
         "guest": {"ca_certificates": [str(path) for path in HOST_CA_CERTIFICATES]},
         "export": {"formats": ["qcow2"], "ssh_user": ADMIN_USER, "ssh_public_key": f"{admin_key}.pub"},
     }))
-    s = settings.parse(settings.merge(settings.defaults(project), yaml.safe_load(profile.read_text())), project)
+    s = settings.parse(Layers((defaults_layer(project), file_layer(read_file(profile), "p", shared=False)), project))
     layout = Layout.of(s)
-    result = Built(project, s, layout, admin_key, layout.log("native"))
+    result = Built(project, s, layout, admin_key)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
     environment.update(HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
-
-    def verify(host: str, identity: Path) -> None:
-        """The real `invoke verify` of the project copy, as the lead's task will call hubvm.remote.run_verify."""
-        pid = (layout.builds / "native" / "qemu.pid").read_text().strip()
-        result.qemu_argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-        run = subprocess.run([INVOKE, "-f", str(profile), "verify", "--host", host, "--identity", str(identity)],
-                             cwd=project, env=environment, capture_output=True, text=True, timeout=1800)
-        output = run.stdout + run.stderr
-        print(output, flush=True)
-        result.verify_outputs.append(output)
-        if run.returncode:
-            raise AssertionError(f"invoke verify failed on {host} ({run.returncode})")
-
-    log = StepLog("native", result.build_log).open()
-    try:
-        with stages.time("native build (mmdebstrap, container, playbook, disk, box, verify boot)"):
-            native.build(Shell(Context(), log), s, layout, verify, stages=result.stages)
-    finally:
-        log.close("ended")
-        for stage in result.stages:
-            stages.stages.append((f"  native build: {stage.name} ({stage.status})", stage.seconds))
+    with stages.time("hubvm export, build.mode native (mmdebstrap, container, playbook, disk, box, verify boot)"):
+        lines = []
+        with subprocess.Popen([HUBVM, "-f", str(profile), "export"], cwd=project, env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                print(line, end="", flush=True)
+        result.output = "".join(lines)
+    for line in result.output.splitlines():
+        stage = re.match(r"^<== native build: (.+): (\w[\w ]*) in (\S+)$", line)
+        if stage:
+            stages.stages.append((f"  native build: {stage.group(1)} ({stage.group(2)}, {stage.group(3)})", 0.0))
+    if process.returncode:
+        pytest.fail(f"hubvm export (native) exited {process.returncode}:\n" + "".join(lines[-60:]))
     yield result
     shutil.rmtree(layout.vm_dir, ignore_errors=True)  # 1.5 GiB or so, twice
 
 
 def test_verify_passed_on_one_boot_of_the_exported_disk_by_its_own_boot_loader(built: Built) -> None:
-    assert len(built.verify_outputs) == 1
-    assert re.search(r"(\d+) of \1 checks passed on hubadmin@127\.0\.0\.1:\d+", built.verify_outputs[0])
-    argv = built.qemu_argv
-    assert argv[0].endswith("qemu-system-x86_64") and "-kernel" not in argv and "-initrd" not in argv
-    assert argv[argv.index("-drive") + 1].startswith(f"file={built.layout.builds}/native/verify-overlay.qcow2,")
+    assert re.search(r"(\d+) of \1 checks passed on hubadmin@127\.0\.0\.1:\d+", built.output)
+    # the QEMU command the build ran (echoed to the step's log): the disk's own boot loader, no -kernel
+    log = built.layout.log("export").read_text(errors="replace")
+    [qemu] = [line for line in log.splitlines() if "qemu-system-x86_64 -name hubvm-verify" in line]
+    assert "-kernel" not in qemu and "-initrd" not in qemu
+    assert f"file={built.layout.native_dir}/verify-overlay.qcow2," in qemu
     console = (built.layout.logs_dir / "native-verify-console.log").read_text(errors="replace")
     assert "GNU GRUB" in console and "Booting `Debian GNU/Linux'" in console  # GRUB from the disk, its menu
     assert "hubnative login:" in console  # the kernel and systemd up to the serial getty
@@ -184,9 +175,9 @@ def test_the_box_is_one_vagrant_adds(built: Built, tmp_path: Path) -> None:
 
 def test_nothing_of_the_build_is_left(built: Built) -> None:
     namespaces = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
-    assert [n for n in namespaces if n.startswith(f"{native.PREFIX}{os.getpid()}-")] == []
+    assert [n for n in namespaces if n.startswith(native.PREFIX)] == []
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert f"{native.PREFIX}{os.getpid()}_" not in tables
+    assert f" {native.PREFIX}" not in tables
     assert not (built.layout.builds / "native").exists()
     assert not (built.layout.builds / "vm.partial").exists()
     mounts = Path("/proc/self/mounts").read_text()
