@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hubvm import bootdisk, container, libvirt_box, native, netns, qemuboot, settings
+from hubvm import bootdisk, container, libvirt_box, native, netns, qemuboot, settings, tools
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.target import Target
@@ -215,7 +215,9 @@ def test_embed_refuses_what_it_cannot_write_safely() -> None:
 def test_the_embed_command_writes_into_a_disk_file_made_by_the_real_sfdisk(tmp_path: Path) -> None:
     disk = tmp_path / "disk.raw"
     subprocess.run(["truncate", "-s", "8M", str(disk)], check=True)
-    subprocess.run(["sfdisk", "--quiet", "--label", "dos", str(disk)], input="start=2048, type=83, bootable\n",
+    sfdisk = tools.locate("sfdisk")  # in /usr/sbin, which a user's PATH may not have
+    assert sfdisk, "sfdisk not found (package fdisk)"
+    subprocess.run([sfdisk, "--quiet", "--label", "dos", str(disk)], input="start=2048, type=83, bootable\n",
                    text=True, check=True)
     table = disk.read_bytes()[0x1B8:0x200]
     (tmp_path / "boot.img").write_bytes(boot_img())
