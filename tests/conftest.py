@@ -129,6 +129,20 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+# The longest files first, so that pytest-xdist's workers (one file each at a time) finish together: the
+# end-to-end modules (the longest first, as measured here), then the validators, then the rest in their order
+LONGEST_FIRST = ("test_native", "test_provision", "test_fresh_machine", "test_tljh_flavour", "test_publish",
+                 "test_verify", "test_validators")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 # How long each marked group of tests took (setup, call and teardown of its tests), printed after the run.
 TIMED_MARKERS = ("validators", "e2e")
 _group_seconds: dict[str, float] = {}
@@ -142,10 +156,27 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _group_tests.setdefault(marker, set()).add(report.nodeid)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    properties = sys.modules.get("tests.test_properties")
+    if output is not None and properties is not None:  # a pytest-xdist worker: its counts go to the controller
+        output["hubvm_examples"] = dict(properties.EXAMPLES)
+
+
+_WORKER_EXAMPLES: dict[str, int] = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    for name, count in getattr(node, "workeroutput", {}).get("hubvm_examples", {}).items():
+        _WORKER_EXAMPLES[name] = _WORKER_EXAMPLES.get(name, 0) + count
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     for marker, seconds in _group_seconds.items():
         terminalreporter.write_line(f"{marker} group: {len(_group_tests[marker])} tests in {seconds:.1f} s")
     properties = sys.modules.get("tests.test_properties")
-    if properties is not None and properties.EXAMPLES:
-        counts = ", ".join(f"{name} {count}" for name, count in properties.EXAMPLES.items())
-        terminalreporter.write_line(f"property examples: {sum(properties.EXAMPLES.values())} ({counts})")
+    examples = dict(_WORKER_EXAMPLES) or (dict(properties.EXAMPLES) if properties is not None else {})
+    if examples:
+        counts = ", ".join(f"{name} {count}" for name, count in examples.items())
+        terminalreporter.write_line(f"property examples: {sum(examples.values())} ({counts})")

@@ -10,6 +10,7 @@ import random
 import shlex
 import struct
 import subprocess
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -142,6 +143,7 @@ def test_stop_waits_for_the_pid_then_kills_it() -> None:
 def test_the_stop_command_does_what_it_says(tmp_path: Path) -> None:
     """The real shell and a real process: it goes, and so does its PID file."""
     process = subprocess.Popen(["sleep", "600"])
+    threading.Thread(target=process.wait, daemon=True).start()  # reaped as soon as it ends (no zombie to wait on)
     pid_file = tmp_path / "pid"
     pid_file.write_text(f"{process.pid}\n")
     subprocess.run(["sh", "-c", container.stop_command(pid_file, timeout=5)], check=True)

@@ -8,7 +8,7 @@ hubvm.layers + hubvm.settings + hubvm.render (the code every command runs, about
 through the whole `hubvm` program in this process, where exit status 1, one line on stderr, no traceback and an
 unchanged builds/ are checked.
 
-HYPOTHESIS_PROFILE=thorough runs 20 times as many examples (the closing notes give the counts).
+HYPOTHESIS_PROFILE=thorough runs 30 times as many examples (the closing notes give the counts).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hubvm.errors import ConfigError, UserError
 from hubvm.layers import Layers, defaults_layer, env_layer, file_layer, flag_layer, read_file
 from tests.conftest import copy_project, run_in_process, tree_digest
 
-settings.register_profile("quick", max_examples=12, deadline=None, derandomize=True,
+settings.register_profile("quick", max_examples=8, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("thorough", max_examples=240, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
