@@ -164,17 +164,27 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 _WORKER_EXAMPLES: dict[str, int] = {}
+_WORKER_STAGES: list[tuple[str, float]] = []
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: object, error: object) -> None:
-    for name, count in getattr(node, "workeroutput", {}).get("hubvm_examples", {}).items():
+    """The controller of a pytest-xdist run: what each worker counted and timed."""
+    output = getattr(node, "workeroutput", {})
+    for name, count in output.get("hubvm_examples", {}).items():
         _WORKER_EXAMPLES[name] = _WORKER_EXAMPLES.get(name, 0) + count
+    _WORKER_STAGES.extend((str(stage), float(seconds)) for stage, seconds in output.get("hubvm_stages", []))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
     for marker, seconds in _group_seconds.items():
         terminalreporter.write_line(f"{marker} group: {len(_group_tests[marker])} tests in {seconds:.1f} s")
+    e2e = sys.modules.get("tests.e2e.conftest")
+    stages = _WORKER_STAGES or (list(e2e._CLOCK.stages) if e2e is not None else [])
+    if stages:
+        terminalreporter.section("end-to-end stage durations")
+        for stage, elapsed in stages:
+            terminalreporter.write_line(f"{elapsed:8.1f} s  {stage}")
     properties = sys.modules.get("tests.test_properties")
     examples = dict(_WORKER_EXAMPLES) or (dict(properties.EXAMPLES) if properties is not None else {})
     if examples:

@@ -99,13 +99,3 @@ def test_no_shell_and_no_masked_failures() -> None:
         assert "ignore_errors" not in text and "failed_when: false" not in text, path
         assert "|| true" not in text and "exit 0" not in text, path
 
-
-def test_the_guest_paths_hubvm_reads_are_where_the_roles_put_them() -> None:
-    """hubvm/guest.py declares the guest paths verify and the users task read; the hub role makes them there."""
-    from hubvm import guest
-
-    hub = "\n".join(p.read_text() for p in (ANSIBLE / "roles" / "hub").rglob("*") if p.is_file())
-    for path in (guest.HUB_ACCESS, guest.ADMIN_PASSWORDS, guest.USERS_TOOL):
-        assert path in hub, path
-    shared = (ANSIBLE / "roles" / "shared_data" / "defaults" / "main.yml").read_text()
-    assert guest.SHARED_DATA_DIR in shared and f"shared_data_link_name: {guest.SHARED_DATA_LINK}" in shared

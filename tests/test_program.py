@@ -404,3 +404,35 @@ def test_a_run_checks_every_need_before_the_first_step(cli, project: Path, task:
     assert line.startswith("error: ") and fix in line, line
     assert "==> pack" not in result.stdout
     assert sorted(p.name for p in (project / "builds").iterdir()) == ["README.md"]
+
+
+def test_invoke_still_calls_what_hubconfig_overrides(project: Path, home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """hubvm/program.py rests on invoke's public loading methods: Config's load_system, load_user,
+    set_runtime_path, load_runtime and load_shell_env, called by Program in this order. A release of invoke that
+    stops calling one of them, or changes its signature, fails here rather than silently dropping a layer."""
+    import inspect
+
+    from invoke import Config
+
+    from hubvm.program import HubConfig
+
+    names = ("load_system", "load_user", "set_runtime_path", "load_runtime", "load_shell_env")
+    for name in names:
+        assert list(inspect.signature(getattr(Config, name)).parameters) == \
+            list(inspect.signature(getattr(HubConfig, name)).parameters), name
+    calls: list[str] = []
+    for name in names:
+        original = getattr(HubConfig, name)
+
+        def wrapper(self, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(HubConfig, name, wrapper)
+    profile = project / "p.yaml"
+    profile.write_text("vm: {cpus: 3}\n")
+    assert run_in_process(project, home, ["-f", str(profile), "render"]).code == 0
+    loads = [calls.index(name) for name in ("load_system", "load_user", "load_runtime", "load_shell_env")]
+    assert loads == sorted(loads), calls
+    assert "set_runtime_path" in calls[:calls.index("load_runtime")], calls  # -f's path, before it is read

@@ -47,19 +47,5 @@ def nspawn_requirements() -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
-    if output is not None:  # a pytest-xdist worker: its stages go to the controller (pytest_testnodedown)
+    if output is not None:  # a pytest-xdist worker: its stages go to the controller (tests/conftest.py prints them)
         output["hubvm_stages"] = list(_CLOCK.stages)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: object, error: object) -> None:
-    """The controller of a pytest-xdist run: the stages each worker timed."""
-    _CLOCK.stages += [tuple(stage) for stage in getattr(node, "workeroutput", {}).get("hubvm_stages", [])]
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _CLOCK.stages:
-        return
-    terminalreporter.section("end-to-end stage durations")
-    for stage, elapsed in _CLOCK.stages:
-        terminalreporter.write_line(f"{elapsed:8.1f} s  {stage}")
