@@ -8,7 +8,7 @@ import shutil
 from typing import Any
 
 from hubvm import stamps, tools
-from hubvm.artifacts import artifact_paths, box_disk, lay_out_ovf, size, write_checksums_and_manifest
+from hubvm.artifacts import artifact_paths, box_disk, lay_out_ovf, qcow2_options, size, write_checksums_and_manifest
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import StepResult
@@ -87,9 +87,8 @@ def convert_disks(sh: Shell, s: Settings, partial: Any) -> None:
     disk = box_disk(s, unpacked)
     if "qcow2" in s.export.formats:
         target = partial / f"{s.vm.name}.qcow2"
-        # compressed, as distributions ship their cloud images: 4.0 GiB -> 1.5 GiB for the full build test's
-        # hub (about 2 min more here); a guest decompresses a cluster when it first writes it
-        sh.run(f"{q(tools.command(s, 'qemu_img'))} convert -c -O qcow2 {q(rel(disk, s.project_dir))} "
+        sh.run(f"{q(tools.command(s, 'qemu_img'))} convert {qcow2_options(s.export.compression)} "
+               f"{q(rel(disk, s.project_dir))} "
                f"{q(rel(target, s.project_dir))}", cwd=s.project_dir)
     others = set(s.export.formats) - {"qcow2"}
     if not others:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hubvm import baseimage, bootdisk, container, guest, libvirt_box, netns, qemuboot, render, stamps, tools
+from hubvm.artifacts import qcow2_options
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import StepResult, duration
@@ -465,7 +466,8 @@ def _disk(sh: Runner, s: Settings, paths: NativePaths, root_uuid: str, qcow2: Pa
         sh.run(command)
     sh.run(bootdisk.embed_command(sys.executable, paths.raw, tree))
     made = time.monotonic()
-    sh.run(f"{q(_tool(s, 'qemu_img'))} convert -c -f raw -O qcow2 {q(paths.raw)} {q(qcow2)}")  # as export does
+    sh.run(f"{q(_tool(s, 'qemu_img'))} convert -f raw {qcow2_options(s.export.compression)} {q(paths.raw)} "
+           f"{q(qcow2)}")  # as export does
     if not sh.dry:
         used = sh.probe(f"du -sB1 {q(paths.raw)}")  # the blocks written, not the sparse size
         data = (getattr(used, "stdout", "") or "0").split()[0]

@@ -127,3 +127,10 @@ def test_a_guestfs_failure_inside_vagrant_package_fails_the_export(project: Path
     assert "builds/logs/export.log" in message
     assert not (project / "builds" / "vm").exists()
     assert not any(" destroy -f" in command for command in commands(c, bin_dir))  # the VM is kept for a retry
+
+
+def test_the_qcow2_is_compressed_as_configured(project: Path, bin_dir: Path) -> None:
+    c, _ = run_export(project, bin_dir, **{"vm.provider": "libvirt", "export.formats": ["qcow2"],
+                                           "export.compression": "zstd"})
+    assert f"cd {project} && qemu-img convert -c -O qcow2 -o compression_type=zstd builds/vm.partial/box/box.img " \
+           "builds/vm.partial/jupyterhub-vm.qcow2" in commands(c, bin_dir)

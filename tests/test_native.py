@@ -163,7 +163,7 @@ def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tm
     order = [index("ip netns add"), index("systemd-nspawn"), index("is-system-running"), playbook, cleanup,
              index("tail --pid"), index(f"ip netns delete {net_name}"), index("ln -sfn ../run/systemd"),
              index("find "), index("grub-mkimage"), index("mke2fs"), index("bootdisk.py embed"),
-             index("convert -c"), index("tar -cf"), index("qemu-img create"), index("qemu-system-x86_64"),
+             index(" convert -f raw -c -O qcow2 "), index("tar -cf"), index("qemu-img create"), index("qemu-system-x86_64"),
              index("ssh-keyscan")]
     assert order == sorted(order)
     assert not any("losetup" in c or "mount -o" in c or "kpartx" in c for c in commands)

@@ -138,6 +138,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
         ",".join),
     "guest.ca_certificates": st.sampled_from([[], ["ca.pem"]]),
     "export.formats": st.lists(st.sampled_from(["ovf", "ova", "qcow2"]), min_size=1, unique=True),
+    "export.compression": st.sampled_from(["zlib", "zstd", "none"]),
     "export.ssh_user": LOGIN,
     "export.ssh_public_key": st.sampled_from(["", "key.pub"]),
     "export.keep_vagrant_access": st.booleans(),
