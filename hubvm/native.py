@@ -392,19 +392,9 @@ def _remove_stale_namespaces(sh: Runner) -> None:
     """Namespaces (with their processes and nft tables) left by a native build that was killed."""
     listed = sh.probe(f"ls {netns.NETNS_DIR}")
     names = (getattr(listed, "stdout", "") or "").split()
-    for name in netns.stale(PREFIX, names, _pid_alive):
+    for name in netns.stale(PREFIX, names, netns.pid_alive):
         for command in netns.stale_teardown_commands(name):
             sh.run(command, warn=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _plan_network(sh: Runner) -> netns.NetworkPlan:

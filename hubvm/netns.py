@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
 import re
 import shlex
@@ -179,3 +180,14 @@ def stale_teardown_commands(name: str) -> list[str]:
         f"nft delete table ip {name.replace('-', '_')}",
         f"ip netns delete {name}",
     ]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that PID exists (the PID in a namespace's name: is the run that made it alive?)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

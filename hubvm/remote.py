@@ -63,7 +63,7 @@ from hubvm.layout import Layout
 from hubvm.report import duration
 from hubvm.settings import Settings
 from hubvm.shell import Shell, is_dry, q
-from hubvm.target import Target, from_ssh_config, known_hosts_names, remove_host_entries, ssh_options
+from hubvm.target import Target, from_ssh_config, is_ip, known_hosts_names, remove_host_entries, ssh_options
 from hubvm.target import parse as parse_target
 from hubvm.vagrant import vm_exists
 
@@ -385,7 +385,7 @@ def served_certificate(host: str, port: int, timeout: float = HTTP_TIMEOUT) -> t
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sni = None if _is_ip(host) else host
+            sni = None if is_ip(host) else host
             with context.wrap_socket(sock, server_hostname=sni) as tls:
                 return tls.getpeercert(binary_form=True), ""
     except (OSError, ssl.SSLError) as error:
@@ -416,14 +416,6 @@ def http_redirect(url: str, timeout: float = HTTP_TIMEOUT) -> tuple[tuple[int, s
         return None, f"no answer: {error.strerror or error}"
     finally:
         connection.close()
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def check_hub_over_https(s: Settings, endpoint: Endpoint, access_section: Section | None

@@ -52,7 +52,7 @@ def parse(spec: str, default_user: str, identity: Path | None = None) -> Target:
         host, port_text = rest.split(":")
     else:
         host = rest
-    if not host or not (_HOST.match(host) or _is_ip(host)):
+    if not host or not (_HOST.match(host) or is_ip(host)):
         raise UserError(f"--host {spec!r}: {host!r} is not a host name or address; {fix}")
     port = 22
     if port_text:
@@ -64,7 +64,7 @@ def parse(spec: str, default_user: str, identity: Path | None = None) -> Target:
     return Target(host, user, port, identity)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

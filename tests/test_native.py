@@ -15,18 +15,9 @@ from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.target import Target
 from tests.conftest import REPO, settings_with
+from tests.test_netns import ADDRESSES, DEFAULT_ROUTE, ROUTES
 
-ADDRESSES = """1: lo    inet 127.0.0.1/8 scope host lo
-2: eth0    inet 192.0.2.10/24 brd 192.0.2.255 scope global eth0
-3: hvt1h    inet 10.214.0.1/30 scope global hvt1h
-"""
-ROUTES = """default via 192.0.2.1 dev eth0
-10.214.0.0/30 dev hvt1h proto kernel scope link src 10.214.0.1
-192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.10
-local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1
-broadcast 192.0.2.255 dev eth0 table local proto kernel scope link src 192.0.2.10
-"""
-DEFAULT_ROUTE = "default via 192.0.2.1 dev eth0\n"
+# What `ip` prints on a made-up host (tests/test_netns.py)
 
 
 def parse(tmp_path: Path, **overrides: object) -> settings.Settings:
@@ -163,8 +154,8 @@ def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tm
     order = [index("ip netns add"), index("systemd-nspawn"), index("is-system-running"), playbook, cleanup,
              index("tail --pid"), index(f"ip netns delete {net_name}"), index("ln -sfn ../run/systemd"),
              index("find "), index("grub-mkimage"), index("mke2fs"), index("bootdisk.py embed"),
-             index(" convert -f raw -c -O qcow2 "), index("tar -cf"), index("qemu-img create"), index("qemu-system-x86_64"),
-             index("ssh-keyscan")]
+             index(" convert -f raw -c -O qcow2 "), index("tar -cf"), index("qemu-img create"),
+             index("qemu-system-x86_64"), index("ssh-keyscan")]
     assert order == sorted(order)
     assert not any("losetup" in c or "mount -o" in c or "kpartx" in c for c in commands)
     assert verified == [(f"hubadmin@127.0.0.1:{s.ssh.port}", tmp_path / "admin_key")]

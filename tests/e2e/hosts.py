@@ -96,14 +96,7 @@ def _free_subnet(pool: ipaddress.IPv4Network = ADDRESS_POOL) -> ipaddress.IPv4Ne
         raise RuntimeError(str(error)) from None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+pid_alive = netns.pid_alive
 
 
 @dataclass
