@@ -47,7 +47,7 @@ def test_profile_adds_the_key_and_the_host_cas_to_the_shipped_profile(tmp_path: 
     (tmp_path / "proxy.crt").write_text("PEM")
     monkeypatch.setattr(full_build, "HOST_CA_DIR", tmp_path)
     data = yaml.safe_load(full_build.profile_text(Path("/k/id.pub")))
-    assert data["export"] == {"formats": ["qcow2"], "ssh_public_key": "/k/id.pub"}
+    assert data["export"] == {"formats": ["qcow2"], "compression": "zstd", "ssh_public_key": "/k/id.pub"}
     assert data["guest"]["ca_certificates"] == [str(tmp_path / "proxy.crt")]
     assert (data["vm"]["provider"], data["image"]["source"], data["hub"]["flavour"]) == ("libvirt", "mirror", "pypi")
 
