@@ -209,7 +209,7 @@ def kernel_paths(tree: Path) -> tuple[str, str]:
             return f"/{kernel}", f"/{initrd}"
     kernels = sorted((tree / "boot").glob("vmlinuz-*"), key=lambda p: p.stat().st_mtime)
     if not kernels:
-        raise UserError(f"no kernel in {tree}/boot: is linux-image in templates/os/*.yaml's mirror packages?")
+        raise UserError(f"no kernel in {tree}/boot: is linux-image in templates/packer/os/*.yaml's mirror packages?")
     version = kernels[-1].name.removeprefix("vmlinuz-")
     return f"/boot/vmlinuz-{version}", f"/boot/initrd.img-{version}"
 

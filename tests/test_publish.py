@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hubvm import publish
+from hubvm import publish, schema
 from hubvm.publish import (
     CHECK,
     CONNECT,
@@ -190,7 +190,7 @@ def test_request_for_export_takes_the_defaults_and_lays_settings_over_them(tmp_p
     assert (named.image_name, named.min_disk_gb) == ("jupyter", 40)
 
 
-@pytest.mark.parametrize("os_file", sorted((REPO / "templates" / "os").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("os_file", sorted((REPO / schema.OS_DIR).glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_supported_os_gives_os_distro_and_os_version(os_file: Path) -> None:
     name = yaml.safe_load(os_file.read_text())["name"]
     distro, version = publish.os_distro_and_version(name)
