@@ -23,3 +23,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "./setup.sh --tests && .venv/bin/pytest"
     assert command in README
     assert command in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_module_is_on_the_readme_map() -> None:
+    layout = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in (REPO / "hubvm").glob("*.py") if not p.name.startswith("__")}
+    assert len(modules) > 20
+    missing = sorted(m for m in modules if f"`{m}`" not in layout)
+    assert not missing, f"README's Layout does not say where these live: {missing}"
