@@ -201,8 +201,11 @@ def _kind_fix(setting: schema.Setting) -> str:
              "boolean": "write true or false, unquoted", "list": "write a YAML list such as [a, b]",
              "mapping": "write a YAML mapping such as {key: value}"}
     specific = schema.fix_of(setting)
-    return f"{fixes[setting.kind.name]}: {specific}" if specific and setting.kind.name not in ("list", "mapping") else \
-        fixes[setting.kind.name]
+    if not specific or setting.kind.name in ("list", "mapping"):
+        return fixes[setting.kind.name]
+    if setting.kind.name in ("integer", "number"):  # the setting's own fix names the numbers it takes
+        return specific
+    return f"{fixes[setting.kind.name]}: {specific}"
 
 
 def env_layer(environ: Mapping[str, str]) -> Layer:
