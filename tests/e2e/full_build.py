@@ -63,7 +63,11 @@ HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 COOKIE_SECRET = "/var/lib/jupyterhub/jupyterhub_cookie_secret"  # hub.flavour pypi
 ADMIN_PASSWORDS = "/root/hub-admin-passwords"            # made at each copy's first boot (hubvm-hub-secrets)
 SELF_SIGNED = "/etc/hubvm/tls/self-signed.crt"           # hub_https self-signed, likewise
-HUB_PROBE = "python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:80/hub/api', timeout=5)\""
+# The hub's API through its HTTP port; with hub.https on, that redirects to HTTPS with the copy's own certificate
+# (self-signed, made at its first boot), which the probe does not check: it times the hub's start, verify checks
+# the certificate.
+HUB_PROBE = ("python3 -c \"import ssl, urllib.request; urllib.request.urlopen('http://127.0.0.1:80/hub/api', "
+             "timeout=5, context=ssl._create_unverified_context())\"")
 BOOT_WAIT = 900  # seconds for a fresh copy to answer SSH (TCG, first boot makes keys)
 
 
