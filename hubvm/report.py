@@ -27,6 +27,40 @@ class Tee:
             stream.flush()
 
 
+class FinalLines:
+    """A log file's stream that keeps what a terminal would show in the end: a line redrawn with carriage returns
+    (vagrant package's "Progress: 1%", 2%, ...) is written once, as last drawn, without the erase-line codes.
+    A line still being redrawn is held until it ends; any other unfinished line is written at flush."""
+
+    ERASE_LINE = "\x1b[K"
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            self.file.write(self._last_drawn(line) + "\n")
+        return len(text)
+
+    def _last_drawn(self, line: str) -> str:
+        return line.rstrip("\r").rsplit("\r", 1)[-1].replace(self.ERASE_LINE, "")
+
+    def flush(self) -> None:
+        if self.pending and "\r" not in self.pending:
+            self.file.write(self.pending)
+            self.pending = ""
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.pending:
+            self.file.write(self._last_drawn(self.pending) + "\n")
+            self.pending = ""
+        self.file.close()
+
+
 @dataclass
 class StepResult:
     name: str
@@ -67,13 +101,13 @@ class StepLog:
         self.name = name
         self.log_path = log_path
         self.terminal = out or sys.stdout
-        self.file: TextIO | None = None
+        self.file: FinalLines | None = None
         self.started = time.monotonic()
 
     def open(self) -> StepLog:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.log_path.open("a")
+            self.file = FinalLines(self.log_path.open("a"))
         self.say(f"==> {self.name}: {time.strftime('%Y-%m-%d %H:%M:%S')}")
         return self
 

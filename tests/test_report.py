@@ -36,3 +36,20 @@ def test_a_failing_step_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), step_log("pack", tmp_path / "pack.log"):
         raise RuntimeError("boom")
     assert (tmp_path / "pack.log").read_text().splitlines()[-1].startswith("<== pack: failed in ")
+
+
+def test_a_line_redrawn_with_carriage_returns_is_logged_once_as_last_drawn(tmp_path: Path) -> None:
+    terminal = io.StringIO()
+    log = StepLog("export", tmp_path / "export.log", terminal).open()
+    progress = "".join(f"\r\x1b[KProgress: {n}%" for n in range(100))
+    log.out.write(f"==> Packaging domain...\n{progress}")
+    log.out.flush()  # a redrawn line in flight is held, not written at each flush
+    log.out.write("\r\x1b[K==> Compressing package\r\ncrlf line\r\na prompt: ")
+    log.out.flush()  # an unfinished line that is not redrawn is written at flush
+    assert (tmp_path / "export.log").read_text().endswith("a prompt: ")
+    log.out.write("yes\n")
+    log.close("done")
+    assert terminal.getvalue().count("Progress:") == 100  # the terminal shows the progress as it goes
+    lines = (tmp_path / "export.log").read_text().splitlines()
+    assert lines[1:5] == ["==> Packaging domain...", "==> Compressing package", "crlf line", "a prompt: yes"]
+    assert lines[-1].startswith("<== export: done in ")
