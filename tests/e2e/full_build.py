@@ -8,7 +8,8 @@
 2. starts libvirtd in a network namespace of its own with a masqueraded way out (tests/e2e/libvirt_host.py),
    so every VM network stays there and guests reach only the package registries through the NAT;
 3. runs `hubvm -f builds/e2e/e2e.yaml all` in that namespace (mirror base image, packer, vagrant up with
-   Ansible, export to qcow2; with --mode native: the tree provisioned in a container, the disk made from it and
+   Ansible, export to qcow2; with --mode native on the host, as a user runs it, since the native build needs no
+   libvirtd and makes its own namespace: the tree provisioned in a container, the disk made from it and
    verified on one boot, see docs/native-build.md), then again, when it must skip every step;
    builds/e2e/e2e.yaml is config/e2e-libvirt.yaml plus this machine's part: the key as export.ssh_public_key,
    the CA certificates this host trusts beyond Debian's (a TLS-intercepting proxy's,
@@ -17,10 +18,12 @@
    `hubvm verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
    waits for the hub's first start), then checks clone safety: their SSH host keys, machine-id, hub cookie
    secret, admin passwords and self-signed certificate differ; the build login and password logins are gone;
-5. writes a table of step durations and artifact sizes to builds/logs/full-build-<time>.md and prints it;
+   neither Vagrant's insecure key nor the box's vagrant_private_key (if the box has one) opens a login; and
+   SHA256SUMS of builds/vm/ still holds after both boots;
+5. writes a table of step durations and artifact sizes to builds/logs/full-build-<mode>-<time>.md and prints it;
 6. tears everything down (VMs, daemons by PID, nft table, veth, namespace), after a failure too.
 
-Too slow for CI (about an hour here in QEMU software emulation; native: about 13 minutes); needs root, libvirt's
+Too slow for CI (about an hour here in QEMU software emulation; native: about 10 minutes); needs root, libvirt's
 daemons, QEMU, packer, vagrant with vagrant-libvirt, mmdebstrap, iproute2, nft, systemd-nspawn (what setup.sh
 installs). Exit status 0 only when every step passed.
 """
@@ -36,6 +39,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -311,11 +315,22 @@ def run(args: argparse.Namespace, record: Record) -> None:
         t = time.monotonic()
         problems = clone_problems(copies)
         problems += insecure_key_problems(ns, copies[0].address, work)
+        problems += box_key_problems(ns, copies[0].address, work)
         record.step("clone safety", "failed" if problems else "passed", time.monotonic() - t,
                     "; ".join(problems) or "host keys, machine-id, cookie secret, admin passwords, certificate "
-                    "differ; no build login, no password or insecure-key login")
+                    "differ; no build login, no password login; neither Vagrant's insecure key nor the box's "
+                    "vagrant_private_key logs in")
         if problems:
             raise StepFailed("; ".join(problems))
+
+        t = time.monotonic()
+        sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=PROJECT / "builds" / "vm", capture_output=True,
+                              text=True)
+        record.step("the export after both boots", "passed" if sums.returncode == 0 else "failed",
+                    time.monotonic() - t, "SHA256SUMS holds (the copies wrote only to their overlays)"
+                    if sums.returncode == 0 else (sums.stdout + sums.stderr).strip().replace("\n", "; "))
+        if sums.returncode:
+            raise StepFailed("SHA256SUMS of builds/vm/ no longer holds after the boots")
 
 
 def profile_text(public_key: Path, mode: str = "vm") -> str:
@@ -360,17 +375,34 @@ def clone_problems(copies: list[Copy]) -> list[str]:
     return problems
 
 
+def key_logs_in(ns: LibvirtNamespace, key: Path, address: str, work: Path) -> list[str]:
+    """The logins (build user, administrator) that this private key opens on the copy at `address`."""
+    key.chmod(0o600)
+    return [user for user in (BUILD_USER, ADMIN)
+            if ns.run(ssh_argv(key, user, address, work / f"known_hosts_{key.name}", "true"),
+                      check=False).returncode == 0]
+
+
 def insecure_key_problems(ns: LibvirtNamespace, address: str, work: Path) -> list[str]:
     key = next(VAGRANT_GEMS.glob("vagrant-*/keys/vagrant"), None)
-    if key is None:
-        return []
+    if key is None:  # the check would pass without testing anything
+        return [f"Vagrant's insecure key not found under {VAGRANT_GEMS}: cannot check that it is refused"]
     copied = work / "vagrant_insecure_key"
     shutil.copyfile(key, copied)
-    copied.chmod(0o600)
-    argv = ssh_argv(copied, BUILD_USER, address, work / "known_hosts_insecure", "true")
-    if ns.run(argv, check=False).returncode == 0:
-        return [f"Vagrant's insecure key logs in as {BUILD_USER}"]
-    return []
+    return [f"Vagrant's insecure key logs in as {user}" for user in key_logs_in(ns, copied, address, work)]
+
+
+def box_key_problems(ns: LibvirtNamespace, address: str, work: Path) -> list[str]:
+    """The exported box's vagrant_private_key (the build's key, which Vagrant would use) must open no login."""
+    box = PROJECT / "builds" / "vm" / f"{vm_name()}.box"
+    with tarfile.open(box, "r:*") as tar:
+        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "vagrant_private_key"), None)
+        if member is None:
+            return []  # vagrant-libvirt's `vagrant package` keeps no key: nothing to refuse
+        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    copied = work / "box_private_key"
+    copied.write_bytes(data)
+    return [f"the box's vagrant_private_key logs in as {user}" for user in key_logs_in(ns, copied, address, work)]
 
 
 def vm_name() -> str:
