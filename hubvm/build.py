@@ -82,7 +82,6 @@ def failure_line(error: BaseException, layout: Layout, step: str) -> str:
 def publish_export(c: Any, s: Settings, replace: bool = False) -> StepResult:
     """`publish`: builds/vm/'s qcow2 to the configured cloud's image service (hubvm.publish); when builds/vm/ is not
     the export of the current box and configuration, pack, up, verify and export run first (as `all`)."""
-    import json
 
     from hubvm import publish
     from hubvm.shell import step
@@ -104,12 +103,11 @@ def publish_export(c: Any, s: Settings, replace: bool = False) -> StepResult:
                 raise
             sh.say(f"[dry run] publish would upload {rel(qcow2, s.project_dir)} once the export has made it")
             return StepResult("publish", "dry run", sh.log.elapsed())
-        manifest = json.loads((layout.vm_dir / "manifest.json").read_text())
         request = publish.request_for_export(
             facts, cloud=s.publish.cloud or None, image_name=s.publish.image_name,
             disk_format=s.publish.disk_format, visibility=s.publish.visibility, tags=s.publish.tags,
             properties=s.publish.properties, min_disk_gb=s.publish.min_disk_gb, min_ram_mb=s.publish.min_ram_mb,
-            guest_agent=bool(manifest.get("guest_agent")), disk_bus=s.publish.disk_bus, replace=replace,
+            disk_bus=s.publish.disk_bus, replace=replace,
             qemu_img=tools.command(s, "qemu_img"), raw_file=layout.publish_dir / f"{s.vm.name}.raw")
         request = replace_timeout(request, s.publish.active_timeout)
         if sh.dry:

@@ -192,6 +192,7 @@ class ExportFacts:
     file: Path
     file_sha256: str
     file_bytes: int
+    guest_agent: bool = False  # the image runs qemu-guest-agent (manifest.json's guest_agent)
 
     @property
     def default_image_name(self) -> str:
@@ -201,14 +202,14 @@ class ExportFacts:
         parts = [self.vm_name, distro, version, date, self.file_sha256[:8]]
         return "-".join(p for p in parts if p)
 
-    def default_properties(self, guest_agent: bool = False, disk_bus: str | None = None) -> dict[str, str]:
+    def default_properties(self, disk_bus: str | None = None) -> dict[str, str]:
         """os_distro/os_version (libosinfo's short ids, as Nova and Horizon read them); hw_qemu_guest_agent only
         when the image runs the agent (Nova otherwise waits for it on quiesce); hw_disk_bus only when asked."""
         distro, version = os_distro_and_version(self.os_name)
         properties = {"os_distro": distro, "os_version": version} if distro else {}
         properties["hubvm_configuration_sha256"] = self.configuration_sha256
         properties["hubvm_created"] = self.created
-        if guest_agent:
+        if self.guest_agent:
             properties["hw_qemu_guest_agent"] = "yes"
         if disk_bus:
             properties["hw_disk_bus"] = disk_bus
@@ -222,14 +223,14 @@ class ExportFacts:
 def request_for_export(facts: ExportFacts, *, cloud: str | None, image_name: str = "", disk_format: str = "qcow2",
                        visibility: str = "private", tags: Sequence[str] = (),
                        properties: Mapping[str, str] | None = None, min_disk_gb: int = 0, min_ram_mb: int = 0,
-                       guest_agent: bool = False, disk_bus: str = "", replace: bool = False,
+                       disk_bus: str = "", replace: bool = False,
                        qemu_img: str = "qemu-img", raw_file: Path | None = None) -> PublishRequest:
     """The request for builds/vm/'s qcow2: an empty image_name or a min_disk_gb of 0 take the export's defaults;
     `properties` are laid over the derived ones (os_distro, os_version, the export's date and digest)."""
     return PublishRequest(
         image_name=image_name or facts.default_image_name, file=facts.file, digest=facts.file_sha256, cloud=cloud,
         disk_format=disk_format, visibility=visibility, tags=tuple(tags),
-        properties={**facts.default_properties(guest_agent, disk_bus or None), **(properties or {})},
+        properties={**facts.default_properties(disk_bus or None), **(properties or {})},
         min_disk_gb=min_disk_gb or (facts.min_disk_gb() if facts.file.is_file() else 0), min_ram_mb=min_ram_mb,
         replace=replace, qemu_img=qemu_img, raw_file=raw_file)
 
@@ -255,7 +256,8 @@ def read_export(vm_dir: Path, vm_name: str | None = None) -> ExportFacts:
         name = manifest["name"]
         artifacts = manifest["artifacts"]
         facts = {"os_name": manifest["os"], "created": manifest["created"],
-                 "configuration_sha256": manifest["configuration_sha256"]}
+                 "configuration_sha256": manifest["configuration_sha256"],
+                 "guest_agent": manifest.get("guest_agent") is True}
     except (KeyError, TypeError) as error:
         raise UserError(f"{manifest_path} lacks {error}: run hubvm export again") from None
     if vm_name is not None and name != vm_name:

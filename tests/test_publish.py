@@ -173,8 +173,12 @@ def test_the_export_gives_name_properties_and_min_disk(tmp_path: Path) -> None:
     assert facts.default_properties() == {"os_distro": "debian", "os_version": "12",
                                           "hubvm_configuration_sha256": "5a923d49" + "0" * 56,
                                           "hubvm_created": "2026-11-25T18:03:11Z"}
-    assert facts.default_properties(guest_agent=True, disk_bus="scsi") == {
-        **facts.default_properties(), "hw_qemu_guest_agent": "yes", "hw_disk_bus": "scsi"}
+    assert facts.default_properties(disk_bus="scsi") == {**facts.default_properties(), "hw_disk_bus": "scsi"}
+    with_agent = json.loads((tmp_path / "vm" / "manifest.json").read_text()) | {"guest_agent": True}
+    (tmp_path / "vm" / "manifest.json").write_text(json.dumps(with_agent))
+    agent = publish.read_export(tmp_path / "vm", vm_name="hub")
+    assert agent.guest_agent and agent.default_properties() == {**facts.default_properties(),
+                                                                "hw_qemu_guest_agent": "yes"}
     assert facts.min_disk_gb() == 21  # 20 GiB and one byte: a 20 GiB flavor disk cannot hold it
 
 

@@ -605,6 +605,9 @@ def test_publish_a_real_export(glance: Glance, clouds: Clouds) -> None:
     print(f"{facts.file} ({publish.human_bytes(facts.file_bytes)}): {rate_line(result)}")
     [image] = images_named(glance, req.image_name)
     assert (image.status, image.hash_value) == ("active", file_hash(facts.file, "sha512"))
+    record = image_record(glance, image.id)
+    assert record.get("hw_qemu_guest_agent") == ("yes" if facts.guest_agent else None)
+    assert record["os_distro"] and record["os_version"] and record["hubvm_digest"] == facts.file_sha256
 
 
 # ---------------------------------------------------------------------------------------------------------------
