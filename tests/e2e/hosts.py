@@ -567,3 +567,9 @@ def booted_machine(
         _unmount_below(root)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def checksum_mismatches(folder: Path) -> str:
+    """What `sha256sum -c SHA256SUMS` in `folder` reports wrong, on one line; "" when every file still matches."""
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
+    return "" if sums.returncode == 0 else (sums.stdout + sums.stderr).strip().replace("\n", "; ")
