@@ -23,7 +23,7 @@ IDENTITY_HELP = "private key file (ssh.identity); for the Vagrant VM it replaces
 
 
 def settings(c, ip=None, data=None):
-    from hubvm import settings as settings_module
+    from hubvm.config import settings as settings_module
 
     return settings_module.load(layers_of(c.config), task_flags(c.config, {"ip": ip, "data": data}))
 
@@ -33,7 +33,7 @@ def settings(c, ip=None, data=None):
 @user_errors
 def check(c, json=False):
     """Check this host for what the configuration needs (tools, daemons, KVM, libguestfs) and how to get it."""
-    from hubvm import checkhost
+    from hubvm.host import check as checkhost
 
     checkhost.run(c, settings(c), as_json=json)
 
@@ -57,7 +57,7 @@ def render(c, ip=None, data=None):
 @user_errors
 def pack(c, force=False):
     """Build the base box with Packer (skipped when a box of the same inputs exists)."""
-    from hubvm.pack import pack as pack_box
+    from hubvm.vm.pack import pack as pack_box
 
     pack_box(c, settings(c), force)
 
@@ -66,12 +66,13 @@ def pack(c, force=False):
 @user_errors
 def up(c, ip=None, data=None, provision=False):
     """Boot the VM from the box with Vagrant, provision it with Ansible, then verify it."""
-    from hubvm import remote, vagrant
+    from hubvm.verify.run import run_verify
+    from hubvm.vm import vagrant
 
     s = settings(c, ip, data)
     vagrant.up(c, s, provision)
     if s.build.mode == "vm":  # native: no build VM; export verifies the image it makes
-        remote.run_verify(c, s, None, None, False)
+        run_verify(c, s, None, None, False)
 
 
 @task(help={"host": HOST_HELP, "identity": IDENTITY_HELP, "ip": IP_HELP, "data": DATA_HELP})
@@ -79,7 +80,7 @@ def up(c, ip=None, data=None, provision=False):
 def provision(c, host=None, identity=None, ip=None, data=None):
     """Run the Ansible playbook on the Vagrant VM, or with --host on any Debian/Ubuntu machine over SSH."""
     from hubvm.provision import provision as run_playbook
-    from hubvm.target import parse
+    from hubvm.verify.target import parse
 
     s = settings(c, ip, data)
     target = None
@@ -92,20 +93,20 @@ def provision(c, host=None, identity=None, ip=None, data=None):
 @user_errors
 def verify(c, host=None, identity=None, json=False):
     """Check the VM (or --host) over SSH: hub, kernels, packages, shared data; exits 1 if a check fails."""
-    from hubvm import remote
+    from hubvm.verify.run import run_verify
 
-    remote.run_verify(c, settings(c), host, identity, json)
+    run_verify(c, settings(c), host, identity, json)
 
 
 @task(help={"host": HOST_HELP, "identity": IDENTITY_HELP, "command": "run this command and exit with its status"})
 @user_errors
 def ssh(c, host=None, identity=None, command=None):
     """Open a shell in the VM (or --host), or run one command with -c."""
-    from hubvm import remote
+    from hubvm.verify.run import run_ssh
 
     if command is not None and not command.strip():
         raise UserError("--command is empty; give the command to run, or leave -c out for a shell")
-    status = remote.run_ssh(c, settings(c), host, identity, command)
+    status = run_ssh(c, settings(c), host, identity, command)
     if status:
         raise Exit(code=status)
 
@@ -134,7 +135,7 @@ def export(c):
 
     builds/vm/ gets the box, the formats of export.formats (OVF + VMDK, OVA, qcow2), SHA256SUMS and manifest.json.
     """
-    from hubvm.export import export as export_vm
+    from hubvm.pipeline import export as export_vm
 
     export_vm(c, settings(c))
 
@@ -148,7 +149,7 @@ def publish(c, replace=False):
     The cloud is read as the openstack CLI reads it (publish.cloud in clouds.yaml, OS_CLOUD, OS_* variables). When
     builds/vm/ is not the export of the current configuration, pack, up, verify and export run first.
     """
-    from hubvm.build import publish_export
+    from hubvm.publish.run import publish_export
     from hubvm.report import steps_table
 
     print(steps_table([publish_export(c, settings(c), replace)]))
@@ -160,9 +161,9 @@ def destroy(c, yes=False):
     """Stop and delete the Vagrant VM (build.sh -c)."""
     import sys
 
-    from hubvm import vagrant
     from hubvm.layout import Layout
     from hubvm.shell import is_dry
+    from hubvm.vm import vagrant
 
     s = settings(c)
     if not yes and not is_dry(c) and vagrant.vm_exists(Layout.of(s)):
@@ -177,8 +178,8 @@ def destroy(c, yes=False):
 @user_errors
 def clean(c, all=False):
     """Remove rendered files, logs and Vagrant's state (build.sh -r); exported artifacts only with --all."""
-    from hubvm import vagrant
     from hubvm.shell import rel
+    from hubvm.vm import vagrant
 
     s = settings(c)
     removed = vagrant.clean(c, s, everything=all)
@@ -189,6 +190,6 @@ def clean(c, all=False):
 @user_errors
 def all_(c, ip=None, data=None, force=False):
     """Run pack, up (with verify) and export once each, in order, and print a table of the steps."""
-    from hubvm import build
+    from hubvm import pipeline as build
 
     build.all_steps(c, settings(c, ip, data), force)

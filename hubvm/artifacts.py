@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from hubvm import guest
+from hubvm.config.settings import Settings, image_source
 from hubvm.errors import UserError
 from hubvm.layout import Layout
-from hubvm.settings import Settings, image_source
+from hubvm.report import human_bytes
 
 
 def artifact_paths(s: Settings, layout: Layout) -> list[Path]:
@@ -33,12 +34,9 @@ def qcow2_options(compression: str) -> str:
 
 
 def size(path: Path) -> str:
+    """A file's size, or a folder's total, as the tool prints sizes."""
     total = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if total < 1024 or unit == "GiB":
-            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
-        total /= 1024
-    raise AssertionError("unreachable")
+    return human_bytes(total)
 
 
 def sha256(path: Path) -> str:

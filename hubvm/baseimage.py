@@ -18,26 +18,20 @@ Everything here but `build` is pure: command lines and Packer variables from the
 from __future__ import annotations
 
 import os
-import shlex
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from hubvm import tools
+from hubvm.config.settings import Settings
+from hubvm.host import tools
 from hubvm.layout import Layout
-from hubvm.settings import Settings
+from hubvm.shell import Runner, q
 
 PARTITION_START = 1024 * 1024  # bytes; the first MiB holds the MBR and GRUB's core image
 VARIANT = "important"  # Debian's "important" priority: what a minimal installed system has
 HOOK_SCRIPT = Path("scripts") / "mirror-customize.sh"  # below the rendered Packer folder
 VIRTIO_ROOT = "/dev/vda1"  # the root partition as the kernel sees it in Packer's VM (disk_interface virtio)
-
-
-class Runner(Protocol):
-    """What `build` needs from hubvm.shell.Shell: run one command line."""
-
-    def run(self, command: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -106,9 +100,6 @@ def spec(s: Settings) -> MirrorImage:
         disk_gb=s.vm.disk_gb,
     )
 
-
-def q(value: object) -> str:
-    return shlex.quote(str(value))
 
 
 def mmdebstrap_command(image: MirrorImage, paths: Paths, root_uuid: str, mmdebstrap: str = "mmdebstrap",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hubvm.settings import Settings
+    from hubvm.config.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ Why not the plain `invoke` binary: invoke reads /etc/invoke.yaml and ~/.invoke.y
 code, and -f FILE right after, so a malformed file there ends in a traceback no task can catch; it ranks the
 project's invoke.yaml (our defaults) above those personal files; and it casts INVOKE_* values to the type of the
 default (INVOKE_HUB_CPU_LIMIT=0.5 fails against the default 2). `HubConfig` overrides invoke's public loading
-methods so that each file is first read strictly by hubvm.layers (one line per problem, before invoke merges
-anything), keeps the tool's layers for hubvm.settings (invoke.yaml is never invoke's project file here, so
+methods so that each file is first read strictly by hubvm.config.layers (one line per problem, before invoke merges
+anything), keeps the tool's layers for hubvm.config.settings (invoke.yaml is never invoke's project file here, so
 /etc, ~, INVOKE_* and -f all rank above it), and lets invoke's own loader see only its own INVOKE_* variables.
 
 `Executor` (also invoke's public extension point) checks a whole run before its first task: every given task's
@@ -32,8 +32,8 @@ import invoke
 from invoke import Collection, Config, Exit, ParseError, Program
 
 from hubvm import PROJECT_DIR, __version__
+from hubvm.config.layers import Layer, Layers, defaults_layer, env_layer, file_layer, find_layer_file, read_file
 from hubvm.errors import UserError
-from hubvm.layers import Layer, Layers, defaults_layer, env_layer, file_layer, find_layer_file, read_file
 
 # Task flags that are settings (-i/--ip, -d/--data, as in build.sh)
 FLAG_SETTINGS = {"ip": "vm.ip", "data": "vm.data"}
@@ -131,7 +131,7 @@ class HubConfig(Config):
 
 
 def _tool_variables(env: Layer) -> list[str]:
-    from hubvm import schema
+    from hubvm.config import schema
 
     return [schema.BY_KEY[f"{section}.{name}"].env_var for section, body in env.values.items() for name in body]
 
@@ -169,9 +169,8 @@ class Executor(invoke.Executor):
         return super().execute(*tasks)
 
     def _check(self, direct: list[invoke.Call]) -> None:
-        from hubvm import settings, tools
-        from hubvm.layout import Layout
-        from hubvm.shell import probes
+        from hubvm.config import settings
+        from hubvm.host import probes, tools
 
         try:
             layers = self.config.hubvm_layers
@@ -181,8 +180,8 @@ class Executor(invoke.Executor):
             names = [call.task.name for call in self.expand_calls(list(direct))]
             if checked:
                 s = checked[-1]
-                found = probes(invoke.Context(config=self.config), Layout.of(s))
-                tools.require(found, s, tools.needs_of_run(names, s), bool(self.config.run.dry))
+                found = probes.probes_of(invoke.Context(config=self.config))
+                probes.require(found, s, tools.needs_of_run(names, s), bool(self.config.run.dry))
         except UserError as error:
             sys.stdout.flush()
             raise _exit(error) from None

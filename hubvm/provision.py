@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hubvm import render, tools
+from hubvm import render
+from hubvm.config.settings import Settings
+from hubvm.host import tools
+from hubvm.host.probes import require_task
 from hubvm.layout import Layout
 from hubvm.report import StepResult
-from hubvm.settings import Settings
-from hubvm.shell import q, rel, require, step
-from hubvm.target import Target, ssh_options
-from hubvm.vagrant import ansible_config, vagrant_env
+from hubvm.shell import q, rel, step
+from hubvm.verify.target import Target, ssh_options
+from hubvm.vm.vagrant import ansible_config, vagrant_env
 
 
 def ansible_command(s: Settings, layout: Layout, target: Target, tags: Iterable[str] = ()) -> str:
@@ -33,7 +35,7 @@ def ansible_command(s: Settings, layout: Layout, target: Target, tags: Iterable[
 def provision(c: Any, s: Settings, target: Target | None) -> StepResult:
     """Run the playbook: on the Vagrant VM (`vagrant provision`), or on any machine over SSH."""
     layout = Layout.of(s)
-    require(c, s, layout, "provision" if target else "provision-vagrant")
+    require_task(c, s, "provision" if target else "provision-vagrant")
     with step(c, "provision", layout) as sh:
         render.render_files(sh, s)
         if target is None:

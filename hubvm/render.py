@@ -12,15 +12,17 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-from hubvm import baseimage, guest, stamps
+from hubvm import baseimage, digests, guest
+from hubvm.config.settings import Settings, image_source
 from hubvm.layout import Layout
-from hubvm.settings import Settings, image_source
+from hubvm.shell import Runner
 
 PACKER_TEMPLATES = Path("templates") / "packer"
-# What is copied verbatim from templates/packer/ into builds/packer/ (os/ and http/ are read, not copied)
+# What is copied verbatim from templates/packer/ into builds/packer/ (os/ is read, not copied; the answer files in
+# the top-level http/ are rendered into builds/packer/http/, Packer's http_directory)
 PACKER_COPIED = ("box.pkr.hcl", "plugins.pkr.hcl", "scripts")
 
 
@@ -56,7 +58,7 @@ def _environment(project: Path) -> Any:
 def box_name(s: Settings) -> str:
     """The Vagrant box name carries the digest of the box's inputs: vagrant-libvirt keeps a box's disk in its
     storage pool under the box name, so a rebuilt box needs a new name to be used at all."""
-    return f"hubvm/{Layout.of(s).box_stem}-{stamps.box_digest(s)[:12]}"
+    return f"hubvm/{Layout.of(s).box_stem}-{digests.box_digest(s)[:12]}"
 
 
 def packer_variables(s: Settings) -> dict[str, Any]:
@@ -108,6 +110,8 @@ def ansible_context(s: Settings) -> dict[str, Any]:
         "ssh_public_key": s.export.ssh_public_key.read_text().strip() if s.export.ssh_public_key else "",
         "hub_paths": s.hub_paths,
         "guest": guest,
+        "guest_programs": [{"src": str(Path(guest.__file__).with_name(module)), "dest": dest}
+                           for module, dest in guest.PROGRAMS.items()],
     }
 
 
@@ -115,7 +119,7 @@ def _copied_packer_files(s: Settings, layout: Layout) -> list[File]:
     """The Packer template and its scripts are plain files: copied so that builds/packer is self-contained."""
     root = s.project_dir / PACKER_TEMPLATES
     files = []
-    for source in stamps.files_under(*(root / name for name in PACKER_COPIED)):
+    for source in digests.files_under(*(root / name for name in PACKER_COPIED)):
         mode = 0o755 if source.suffix == ".sh" else 0o644
         files.append(File(layout.packer_dir / source.relative_to(root), source.read_text(), mode))
     return files
@@ -127,8 +131,7 @@ def plan(s: Settings) -> list[File]:
     env = _environment(s.project_dir)
 
     def render(template: str, **extra: Any) -> str:
-        return env.get_template(str(PACKER_TEMPLATES / template) if template.startswith("http/") else template
-                                ).render(s=s, **extra)
+        return env.get_template(template).render(s=s, **extra)
 
     files = [File(layout.packer_vars, json.dumps(packer_variables(s), indent=2) + "\n")]
     files += _copied_packer_files(s, layout)
@@ -161,13 +164,7 @@ def write(files: list[File]) -> list[Path]:
     return [f.path for f in files]
 
 
-class Step(Protocol):
-    dry: bool
-
-    def say(self, message: str) -> None: ...
-
-
-def render_files(sh: Step, s: Settings) -> list[Path]:
+def render_files(sh: Runner, s: Settings) -> list[Path]:
     """Render (under --dry: say what would be rendered, write nothing)."""
     files = plan(s)
     if sh.dry:

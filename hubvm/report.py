@@ -69,6 +69,15 @@ class StepResult:
     detail: str = ""
 
 
+def human_bytes(count: float) -> str:
+    """1536 -> "1.5 KiB": sizes as the tool prints them (artifacts, uploads, archives)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
 def duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)

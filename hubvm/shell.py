@@ -1,4 +1,5 @@
-"""How every external command runs: one wrapper over the invoke Context's `run`, and one way to open a step.
+"""How every external command runs: one wrapper over the invoke Context's `run` (`Shell`, and the `Runner`
+protocol that says what code running commands needs of it), one way to open a step, one way to quote a word.
 
 Every command goes through `Shell.run`, so `hubvm --dry` prints it without running it, MockContext tests see the
 sequence, and a step's output streams to the terminal and to builds/logs/<step>.log. Read-only queries (a
@@ -13,7 +14,7 @@ import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hubvm.layout import Layout
 from hubvm.report import StepLog, step_log
@@ -34,6 +35,20 @@ def rel(path: Path, project_dir: Path) -> str:
         return str(path.relative_to(project_dir))
     except ValueError:
         return str(path)
+
+
+class Runner(Protocol):
+    """What code that runs commands needs: `Shell`, or a stand-in in a test."""
+
+    @property
+    def dry(self) -> bool: ...
+
+    def run(self, command: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+            **kwargs: Any) -> Any: ...
+
+    def probe(self, command: str, cwd: Path | None = None) -> Any: ...
+
+    def say(self, message: str) -> None: ...
 
 
 @dataclass
@@ -78,27 +93,3 @@ def step(c: Any, name: str, layout: Layout) -> Iterator[Shell]:
     with step_log(name, None if sh.dry else layout.log(name)) as log:
         sh.log = log
         yield sh
-
-
-def probes(c: Any, layout: Layout) -> Any:
-    """The tool probes of this run: one memo per run (kept on its config), backed by the user's cache."""
-    from hubvm import tools
-
-    config = c.config
-    try:
-        existing = config.hubvm_probes
-    except (AttributeError, KeyError):
-        existing = None
-    if existing is not None:
-        return existing
-    found = tools.Probes(lambda command: Shell(c).probe(command), tools.probes_cache(), write=not is_dry(c))
-    with contextlib.suppress(AttributeError, TypeError):
-        config.hubvm_probes = found  # a real attribute of HubConfig; a plain Config keeps it as a value
-    return found
-
-
-def require(c: Any, s: Any, layout: Layout, task: str) -> dict[str, str]:
-    """What `task` needs on this host (hubvm.tools.needs), judged once per run; a gap stops the step."""
-    from hubvm import tools
-
-    return tools.require(probes(c, layout), s, tools.needs(task, s), is_dry(c))

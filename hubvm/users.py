@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from hubvm import guest
+from hubvm.config.settings import Settings
+from hubvm.config.validators import SYSTEM_ACCOUNTS, not_a_system_account
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration
-from hubvm.schema import SYSTEM_ACCOUNTS, not_a_system_account
-from hubvm.settings import Settings
 
 GUEST_TOOL = guest.USERS_TOOL
 # Hub user names that stay valid Linux names once prefixed with "jupyter-" (32 characters at most): the pypi hub's
@@ -193,7 +193,9 @@ def run_users(c: Any, s: Settings, layout: Layout, csv_file: str | None, reset: 
     """`hubvm users`: import the users of a CSV file (or reset one user's password) on the Vagrant VM or --host,
     and merge the new passwords into a local file readable only by the caller; returns that file (None in a dry
     run). Problems are one UserError line."""
-    from hubvm import remote  # fabric and paramiko are loaded only when the task runs
+    # fabric and paramiko are loaded only when the task runs
+    from hubvm.verify.connect import connect
+    from hubvm.verify.endpoint import resolve
 
     if bool(csv_file) == bool(reset):
         raise UserError("give either --csv FILE (rows user name[,full name]) or --reset NAME")
@@ -201,7 +203,7 @@ def run_users(c: Any, s: Settings, layout: Layout, csv_file: str | None, reset: 
     if reset is not None:
         check_name(reset, "--reset")
     dry = bool(c.config.run.dry)
-    endpoint = remote.resolve(c, s, layout, host, identity, dry=dry)
+    endpoint = resolve(c, s, layout, host, identity, dry=dry)
     target = str(endpoint.target)
     path = Path(output).expanduser() if output else default_output(layout, endpoint.target.host)
     command = guest_command(rows, reset)
@@ -212,7 +214,7 @@ def run_users(c: Any, s: Settings, layout: Layout, csv_file: str | None, reset: 
         return None
     started = time.monotonic()
     print(f"users: {what} on {target}", file=sys.stderr, flush=True)
-    conn = remote.connect(s, layout, endpoint, lambda line: print(line, file=sys.stderr, flush=True))
+    conn = connect(s, layout, endpoint, lambda line: print(line, file=sys.stderr, flush=True))
     try:
         result = conn.run(command, hide=True, warn=True, echo=False, pty=False, in_stream=False,
                           timeout=GUEST_TIMEOUT)

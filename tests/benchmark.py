@@ -45,11 +45,11 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
 def make_current(project: Path) -> None:
     """A box and an export that are current for config/cloud.yaml: `all` has nothing to do."""
     sys.path.insert(0, str(project))
-    from hubvm import stamps
+    from hubvm import digests
     from hubvm.artifacts import artifact_paths
-    from hubvm.layers import Layers, defaults_layer, file_layer, read_file
+    from hubvm.config.layers import Layers, defaults_layer, file_layer, read_file
+    from hubvm.config.settings import parse
     from hubvm.layout import Layout
-    from hubvm.settings import parse
 
     profile = project / "config" / "cloud.yaml"
     s = parse(Layers((defaults_layer(project), file_layer(read_file(profile), "cloud.yaml", shared=False)),
@@ -57,11 +57,11 @@ def make_current(project: Path) -> None:
     layout = Layout.of(s)
     layout.boxes_dir.mkdir(parents=True, exist_ok=True)
     layout.box_file.write_bytes(b"box")
-    stamps.write(layout.box_stamp, stamps.box_digest(s))
+    digests.write(layout.box_stamp, digests.box_digest(s))
     for artifact in artifact_paths(s, layout):
         artifact.parent.mkdir(parents=True, exist_ok=True)
         artifact.mkdir() if artifact.name == "ovf" else artifact.write_bytes(b"x")
-    stamps.write(layout.export_stamp, stamps.export_digest(s, stamps.box_digest(s)))
+    digests.write(layout.export_stamp, digests.export_digest(s, digests.box_digest(s)))
 
 
 def main() -> int:

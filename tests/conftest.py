@@ -16,9 +16,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # What a project copy needs to run the tasks (builds/ starts empty but for its README)
-PROJECT_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "templates", "ansible", "config", "data", "builds/README.md"]
+PROJECT_PARTS = ["tasks.py", "invoke.yaml", "hubvm", "http", "templates", "ansible", "config", "data",
+                 "builds/README.md"]
 HUBVM = str(Path(sys.executable).parent / "hubvm")
 INVOKE = str(Path(sys.executable).parent / "invoke")  # plain invoke, which hands over to hubvm
+# A guard against a command that hangs, not a time limit: a test never fails for being slow on a loaded machine
+HANG_GUARD = 1800
 
 
 def copy_project(root: Path) -> Path:
@@ -63,7 +66,7 @@ def cli(project: Path, home: Path, probe_cache: Path) -> Callable[..., subproces
         environment.update(HOME=str(home), PYTHONDONTWRITEBYTECODE="1", XDG_CACHE_HOME=str(probe_cache),
                            **(env or {}))
         return subprocess.run([binary, *args], cwd=project, env=environment, capture_output=True, text=True,
-                              input=stdin, timeout=120)
+                              input=stdin, timeout=HANG_GUARD)
 
     return run
 
@@ -110,8 +113,8 @@ def run_in_process(project: Path, home: Path, args: list[str], env: dict[str, st
 def settings_with(project: Path = REPO, **overrides: object):  # type: ignore[no-untyped-def]
     """Settings from the project's invoke.yaml with dotted overrides, as if from a -f file:
     settings_with(**{"vm.ip": "dhcp"})."""
-    from hubvm import settings
-    from hubvm.layers import Layers, defaults_layer, file_layer
+    from hubvm.config import settings
+    from hubvm.config.layers import Layers, defaults_layer, file_layer
 
     nested: dict[str, dict[str, object]] = {}
     for key, value in overrides.items():
@@ -130,14 +133,17 @@ def tree_digest(root: Path) -> str:
 
 
 # The longest files first, so that pytest-xdist's workers (one file each at a time) finish together: the
-# end-to-end modules (the longest first, as measured here), then the validators, then the rest in their order
-LONGEST_FIRST = ("test_native", "test_provision", "test_fresh_machine", "test_tljh_flavour", "test_publish",
-                 "test_verify", "test_validators")
+# end-to-end modules (the longest first, as measured here), then the real-tool validators, then the rest in their
+# order. Files are named by their path below tests/ (the same file name may exist in two folders).
+LONGEST_FIRST = ("e2e/test_native.py", "e2e/test_provision.py", "e2e/test_fresh_machine.py",
+                 "e2e/test_tljh_flavour.py", "e2e/test_publish.py", "e2e/test_verify.py",
+                 "test_render_with_real_tools.py")
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        name = item.path.stem
+        name = item.path.resolve().relative_to(TESTS).as_posix()
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
@@ -158,7 +164,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
-    properties = sys.modules.get("tests.test_properties")
+    properties = sys.modules.get("tests.config.test_properties")
     if output is not None and properties is not None:  # a pytest-xdist worker: its counts go to the controller
         output["hubvm_examples"] = dict(properties.EXAMPLES)
 
@@ -185,7 +191,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("end-to-end stage durations")
         for stage, elapsed in stages:
             terminalreporter.write_line(f"{elapsed:8.1f} s  {stage}")
-    properties = sys.modules.get("tests.test_properties")
+    properties = sys.modules.get("tests.config.test_properties")
     examples = dict(_WORKER_EXAMPLES) or (dict(properties.EXAMPLES) if properties is not None else {})
     if examples:
         counts = ", ".join(f"{name} {count}" for name, count in examples.items())

@@ -1,8 +1,10 @@
 """What the step tests share: stand-in tools in a temporary bin/, settings that point at them, and invoke's
-MockContext answering version probes and Vagrant's machine-readable lists (nothing is executed).
+MockContext answering version probes, Vagrant's machine-readable lists and the commands the steps are known to
+run (nothing is executed).
 
-The stand-ins are never run (MockContext answers every command), so the tests are the same on machines with and
-without packer, vagrant or VirtualBox.
+The stand-ins are never run (MockContext answers instead), so the tests are the same on machines with and
+without packer, vagrant or VirtualBox. A command MockContext has no answer for fails the test (invoke raises
+NotImplementedError naming it): a step that runs a wrong or new command is seen, not answered "yes".
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pathlib import Path
 import pytest
 from invoke import Config, MockContext, Result
 
-from hubvm import tools
-from hubvm.settings import Settings
+from hubvm.config.settings import Settings
+from hubvm.host import probes
 from hubvm.shell import Shell
 from tests.conftest import settings_with
 
@@ -52,25 +54,51 @@ def make_settings(project: Path, bin_dir: Path, **overrides: object) -> Settings
     return settings_with(project, **{**tools, **overrides})
 
 
+def step_commands(bin_dir: Path) -> list[re.Pattern[str]]:
+    """The commands the steps run (pack, up, provision, export, destroy, clean), each anchored to its tool: they
+    succeed; anything else has no answer."""
+    tool = {name: re.escape(str(bin_dir / name)) for name in VERSIONS}
+    cd = r"cd \S+ && "
+    return [re.compile(pattern) for pattern in (
+        rf"^{cd}{tool['packer']} (init \.|build -force -only=\S+ -var-file=variables\.pkrvars\.json "
+        r"(\.|box\.pkr\.hcl))$",
+        rf"^{cd}{tool['vagrant']} (up --provider=\w+( --provision)?|provision --provision-with (ansible|cleanup)"
+        rf"|package --output \S+|destroy -f|box add --force --name \S+ \S+)$",
+        rf"^{tool['vagrant']} box remove --force --all \S+$",
+        r"^rm -rf \S+ \S+ \S+ && mkdir -p \S+$",
+        rf"^{tool['mmdebstrap']} --variant=important .*",
+        r"^rm -f \S+ && truncate -s \d+ \S+$",
+        r"^echo 'start=\d+, type=83, bootable' \| sfdisk --quiet --label dos \S+$",
+        r"^mke2fs -q -F -t ext4 -L root -U [0-9a-f-]+ -d \S+ -E offset=\d+ \S+ \d+k$",
+        rf"^{tool['qemu-img']} convert -f raw -O qcow2 \S+ \S+$",
+        rf"^{cd}{tool['qemu-img']} convert (-c )?-O qcow2( -o compression_type=zstd)? \S+ \S+$",
+        r"^rm -rf \S+ \S+$",
+        rf"^{cd}tar -xzf \S+ -C \S+$",
+        rf"^{cd}{tool['ansible-playbook']} -i .* ansible/playbook\.yml$",
+    )]
+
+
 def context(bin_dir: Path, packer: str = "1.6.6", dry: bool = False, answers: dict | None = None) -> MockContext:
-    """A MockContext that answers version probes and `vagrant ... --machine-readable`, and 'succeeds' at the rest."""
+    """A MockContext that answers version probes, `vagrant ... --machine-readable` and the steps' commands
+    (`step_commands`); `answers` add to or override them. Any other command has no answer (the test fails)."""
     run: dict = {}
     for name, output in VERSIONS.items():
         run[re.compile(rf"^{re.escape(str(bin_dir / name))} (--version|version)$")] = Result(
             stdout=output.format(packer=packer))
+    run[re.compile(rf"^{re.escape(str(bin_dir / 'vagrant'))} box list --machine-readable$")] = Result()  # no boxes
     run[re.compile(r".*plugin list$")] = Result(stdout="vagrant-libvirt (0.11.2, system)\n")
     run[re.compile(r".*virsh -c qemu:///system uri$")] = Result(stdout="qemu:///system\n")
     run[re.compile(r".*-accel kvm .*")] = Result(stdout="[    0.5] Kernel panic - not syncing: VFS\n")
     run[re.compile(r".*libguestfs-test-tool$")] = Result(stdout="===== TEST FINISHED OK =====\n")
-    run.update(answers or {})
-    run[re.compile(r".*")] = Result()
+    # a test's own answers first: MockContext takes the first pattern that matches
+    run = {**(answers or {}), **run, **{pattern: Result() for pattern in step_commands(bin_dir)}}
     config = Config(overrides={"run": {"dry": dry}})
     c = MockContext(config=config, run=run, repeat=True)
     # The host's own facts (a VirtualBox driver, KVM, the libguestfs appliance, the archive keyring) are tested in
-    # tests/test_tools.py; here they are taken as present, so that a step's command sequence is the same anywhere.
-    found = tools.Probes(lambda command: Shell(c).probe(command), None, write=False)
+    # tests/host/test_probes.py; here they are taken as present, so that a step's command sequence is the same anywhere.
+    found = probes.Probes(Shell(c), None, write=False)
     for name in HOST_FACTS:
-        found.memo[name] = tools.Finding(name, tools.OK)
+        found.memo[name] = probes.Finding(name, probes.OK)
     config.hubvm_probes = found
     return c
 
@@ -101,7 +129,7 @@ def commands(c: MockContext, bin_dir: Path) -> list[str]:
     return ran
 
 
-def probes(c: MockContext) -> list[str]:
+def probed(c: MockContext) -> list[str]:
     """The read-only probes a step ran, in order."""
     return [call.args[0] for call in c.run.call_args_list
             if call.kwargs.get("hide") and call.kwargs.get("dry") is False]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hubvm import baseimage, settings
+from hubvm import baseimage
+from hubvm.config import settings
 from hubvm.layout import Layout
 from tests.conftest import REPO, settings_with
 

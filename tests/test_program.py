@@ -269,11 +269,11 @@ def test_an_unreadable_personal_file_is_one_line(tmp_path: Path) -> None:
         (home / ".invoke.yaml").chmod(0)
         for path in [project, *project.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        from tests.conftest import HUBVM
+        from tests.conftest import HANG_GUARD, HUBVM
 
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", HUBVM, "render"],
                                 cwd=project, env={"HOME": str(home), "PATH": os.environ["PATH"]},
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=HANG_GUARD)
     finally:
         shutil.rmtree(base)
     assert result.returncode == 1
@@ -356,7 +356,7 @@ def test_clean_refuses_while_a_vm_exists(cli, project: Path) -> None:
 
 def test_all_with_nothing_changed_skips_every_step(cli, project: Path) -> None:
     """What a second `all` finds after a complete first one: the box and builds/vm/ of the same inputs."""
-    from hubvm import stamps
+    from hubvm import digests
     from hubvm.artifacts import artifact_paths
     from hubvm.layout import Layout
     from tests.conftest import settings_with
@@ -365,11 +365,11 @@ def test_all_with_nothing_changed_skips_every_step(cli, project: Path) -> None:
     layout = Layout.of(s)
     layout.boxes_dir.mkdir(parents=True)
     layout.box_file.write_bytes(b"box")
-    stamps.write(layout.box_stamp, stamps.box_digest(s))
+    digests.write(layout.box_stamp, digests.box_digest(s))
     for artifact in artifact_paths(s, layout):
         artifact.parent.mkdir(parents=True, exist_ok=True)
         artifact.mkdir() if artifact.name == "ovf" else artifact.write_bytes(b"x")
-    stamps.write(layout.export_stamp, stamps.export_digest(s, stamps.box_digest(s)))
+    digests.write(layout.export_stamp, digests.export_digest(s, digests.box_digest(s)))
     before = tree_digest(project / "builds")
 
     result = cli("all")

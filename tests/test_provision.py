@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubvm.provision import provision
-from hubvm.target import Target
+from hubvm.verify.target import Target
 from tests.mockshell import bin_dir, commands, context, make_settings
 
 __all__ = ["bin_dir"]  # a fixture

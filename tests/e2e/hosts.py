@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubvm import netns
+from hubvm.native import netns
 
 PREFIX = "hvt"
 # /30s are picked at random from this block, skipping any that overlaps an address or route on the host.
@@ -134,7 +134,7 @@ class Namespace:
 
     @property
     def host_veth(self) -> str:
-        return f"{self.prefix}{self._tag}h"  # as hubvm.netns.NetworkPlan names it
+        return f"{self.prefix}{self._tag}h"  # as hubvm.native.netns.NetworkPlan names it
 
     @property
     def exec_prefix(self) -> list[str]:

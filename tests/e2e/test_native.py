@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hubvm import native, settings
-from hubvm.layers import Layers, defaults_layer, file_layer, read_file
+from hubvm.config import settings
+from hubvm.config.layers import Layers, defaults_layer, file_layer, read_file
 from hubvm.layout import Layout
+from hubvm.native import build as native
 from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import checksum_mismatches

@@ -38,7 +38,7 @@ import bcrypt
 import pytest
 import yaml
 
-from hubvm.checks import colon_fingerprint
+from hubvm.verify.certificates import colon_fingerprint
 from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart

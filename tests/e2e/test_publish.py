@@ -34,8 +34,17 @@ from typing import Any
 import pytest
 import yaml
 
-from hubvm import publish
-from hubvm.publish import DIGEST_PROPERTY, PublishRequest
+from hubvm.publish.request import (
+    DIGEST_PROPERTY,
+    UNFINISHED_STATUSES,
+    PublishRequest,
+    convert_command,
+    plan,
+    read_export,
+    request_for_export,
+)
+from hubvm.publish.upload import PublishResult, publish
+from hubvm.report import human_bytes
 from tests.e2e.glance import Glance, free_port, glance_api, missing_requirements
 
 pytestmark = pytest.mark.e2e
@@ -160,7 +169,7 @@ def image_record(glance: Glance, image_id: str) -> dict[str, Any]:
     return conn.image.get(f"/images/{image_id}").json()
 
 
-def run_publish(req: PublishRequest) -> tuple[publish.PublishResult, list[str]]:
+def run_publish(req: PublishRequest) -> tuple[PublishResult, list[str]]:
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -171,25 +180,27 @@ def run_publish(req: PublishRequest) -> tuple[publish.PublishResult, list[str]]:
         lines.append(f"$ {command}")
         subprocess.run(command, shell=True, check=True)
 
-    return publish.publish(req, run=run, say=say), lines
+    return publish(req, run=run, say=say), lines
 
 
-def rate_line(result: publish.PublishResult) -> str:
-    return (f"upload: {publish.human_bytes(result.bytes)} in {result.seconds:.2f} s, "
-            f"{publish.human_bytes(result.rate)}/s")
+def rate_line(result: PublishResult) -> str:
+    return (f"upload: {human_bytes(result.bytes)} in {result.seconds:.2f} s, "
+            f"{human_bytes(result.rate)}/s")
 
 
 # A child Python that publishes as the invoke task will: a UserError is one line on stderr and exit status 1
 CHILD = """
 import json, subprocess, sys
 from pathlib import Path
-from hubvm import publish
+from hubvm.errors import UserError
+from hubvm.publish.request import PublishRequest
+from hubvm.publish.upload import PublishResult, publish
 fields = json.loads(sys.argv[1])
 fields["file"] = Path(fields["file"])
 fields["tags"] = tuple(fields["tags"])
 try:
-    publish.publish(publish.PublishRequest(**fields), run=lambda c: subprocess.run(c, shell=True, check=True))
-except publish.UserError as error:
+    publish(PublishRequest(**fields), run=lambda c: subprocess.run(c, shell=True, check=True))
+except UserError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
 """
@@ -407,7 +418,7 @@ def test_raw_is_converted_locally_and_uploaded(glance: Glance, clouds: Clouds, s
     req = request(small, disk_format="raw", raw_file=tmp_path / "converted.raw")
     result, lines = run_publish(req)
     print(rate_line(result))
-    assert f"$ {publish.convert_command(req)}" in lines
+    assert f"$ {convert_command(req)}" in lines
     assert not req.raw_file.exists()  # type: ignore[union-attr]
     [image] = images_named(glance, req.image_name)
     assert (image.status, image.disk_format, image.size) == ("active", "raw", small.virtual_bytes)
@@ -428,7 +439,7 @@ def test_the_environment_names_the_cloud_when_no_cloud_is_given(glance: Glance, 
         monkeypatch.setenv("OS_AUTH_TYPE", "none")
         monkeypatch.setenv("OS_ENDPOINT", glance.endpoint)
     req = request(small, cloud=None)
-    assert publish.plan(req)[0] == "connect to the cloud of OS_CLOUD or OS_* variables"
+    assert plan(req)[0] == "connect to the cloud of OS_CLOUD or OS_* variables"
     result, _ = run_publish(req)
     assert [i.id for i in images_named(glance, req.image_name)] == [result.image_id]
 
@@ -488,11 +499,11 @@ def test_a_server_killed_mid_upload_is_one_line_and_the_next_publish_cleans_up(g
     finally:
         watcher.join(timeout=130)
         glance.restart()
-    print(f"glance-api killed with {publish.human_bytes(killed_at[0])} stored")
+    print(f"glance-api killed with {human_bytes(killed_at[0])} stored")
     assert "dropped during the upload" in line and "could not be deleted now" in line
     assert "the next publish removes it" in line
     [leftover] = images_named(glance, req.image_name)
-    assert leftover.status in publish.UNFINISHED_STATUSES
+    assert leftover.status in UNFINISHED_STATUSES
 
     result, lines = run_publish(req)
     print(rate_line(result))
@@ -598,11 +609,11 @@ def test_publish_a_real_export(glance: Glance, clouds: Clouds) -> None:
     vm_dir = os.environ.get("HUBVM_PUBLISH_EXPORT")
     if not vm_dir:
         pytest.skip("set HUBVM_PUBLISH_EXPORT to an export's folder (builds/vm) to publish its qcow2 here")
-    facts = publish.read_export(Path(vm_dir))
-    req = publish.request_for_export(facts, cloud="local", min_ram_mb=1024)
-    print("\n".join(f"plan: {line}" for line in publish.plan(req)))
+    facts = read_export(Path(vm_dir))
+    req = request_for_export(facts, cloud="local", min_ram_mb=1024)
+    print("\n".join(f"plan: {line}" for line in plan(req)))
     result, _ = run_publish(req)
-    print(f"{facts.file} ({publish.human_bytes(facts.file_bytes)}): {rate_line(result)}")
+    print(f"{facts.file} ({human_bytes(facts.file_bytes)}): {rate_line(result)}")
     [image] = images_named(glance, req.image_name)
     assert (image.status, image.hash_value) == ("active", file_hash(facts.file, "sha512"))
     record = image_record(glance, image.id)
@@ -616,11 +627,11 @@ def test_publish_a_real_export(glance: Glance, clouds: Clouds) -> None:
 
 def make_current_export(project: Path, profile: Path) -> Path:
     """builds/vm/ as `hubvm export` leaves it for the profile's settings: box, qcow2, SHA256SUMS, manifest, stamp."""
-    from hubvm import stamps
+    from hubvm import digests
     from hubvm.artifacts import write_checksums_and_manifest
-    from hubvm.layers import Layers, defaults_layer, file_layer, read_file
+    from hubvm.config.layers import Layers, defaults_layer, file_layer, read_file
+    from hubvm.config.settings import parse
     from hubvm.layout import Layout
-    from hubvm.settings import parse
 
     s = parse(Layers((defaults_layer(project), file_layer(read_file(profile), profile.name, shared=False)),
                      project))
@@ -629,11 +640,11 @@ def make_current_export(project: Path, profile: Path) -> Path:
     partial.mkdir(parents=True)
     make_qcow2(partial / f"{s.vm.name}.qcow2", 8, 64)
     (partial / f"{s.vm.name}.box").write_bytes(b"box")
-    box_digest = stamps.box_digest(s)
-    digest = stamps.export_digest(s, box_digest)
+    box_digest = digests.box_digest(s)
+    digest = digests.export_digest(s, box_digest)
     write_checksums_and_manifest(s, partial, {"Vagrant": "2.3.4"}, digest, box_digest)
     partial.replace(layout.vm_dir)
-    stamps.write(layout.export_stamp, digest)
+    digests.write(layout.export_stamp, digest)
     return layout.vm_dir
 
 

@@ -1,0 +1,45 @@
+"""The guest: paths inside it, declared once, and the programs this package installs there (hub_secrets.py as
+hubvm-hub-secrets, hub_users.py as hubvm-users: modules of this package that ruff reads and the tests import).
+The roles get both through the rendered variables (templates/ansible/vars.yml.j2); verify's checks read the paths
+here; neither spells them a second time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HubPaths:
+    """Where a hub flavour keeps its parts."""
+
+    hub_env: str       # the environment the hub itself runs in
+    user_env: str      # the environment the users' kernels run in
+    config_dir: str    # the hub's configuration
+    state_dir: str     # per-instance secrets: cookie secret, database, passwords (made anew in each copy)
+
+    @property
+    def database(self) -> str:
+        return f"{self.state_dir}/jupyterhub.sqlite"
+
+
+HUB_PATHS = {
+    # TLJH's layout below its prefix /opt/tljh (TLJH_INSTALL_PREFIX)
+    "tljh": HubPaths("/opt/tljh/hub", "/opt/tljh/user", "/opt/tljh/config", "/opt/tljh/state"),
+    "pypi": HubPaths("/opt/jupyterhub/hub", "/opt/jupyterhub/user", "/etc/jupyterhub", "/var/lib/jupyterhub"),
+}
+HUB_SERVICE = "jupyterhub"
+
+# The shared data: the folder, where the VM sees vm.data (a synced folder), and every new user's link to it
+SHARED_DATA_DIR = "/srv/shared_data"
+SHARED_DATA_MOUNT = "/media/shared_data"
+SHARED_DATA_LINK = "shared_data"
+SKEL_LINK = f"/etc/skel/{SHARED_DATA_LINK}"
+
+# What the hub role records of who may log in and of HTTPS (password store, sign-up, HTTPS mode, certificate)
+HUB_ACCESS = "/etc/hubvm/hub-access.json"
+# Where each copy's generated admin passwords are kept (root only), and the guest tool that imports a class
+ADMIN_PASSWORDS = "/root/hub-admin-passwords"
+USERS_TOOL = "/usr/local/sbin/hubvm-users"
+SECRETS_TOOL = "/usr/local/sbin/hubvm-hub-secrets"
+# The programs the hub role installs: this package's module -> where the guest runs it from
+PROGRAMS = {"hub_secrets.py": SECRETS_TOOL, "hub_users.py": USERS_TOOL}
