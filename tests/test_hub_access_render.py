@@ -42,7 +42,9 @@ def _render(root: Path) -> Path:
             names[f"{flavour}/{case}"] = dest
             entry = (f"{{'{flavour}/{case}': {{'file': lookup('ansible.builtin.template', "
                      f"'{HUB / 'templates' / template}'), 'access': hub_access, 'certbot': hub_certbot_argv, "
-                     "'tljh': hub_tljh_settings, 'units': hub_units_needing_secrets}}")
+                     "'tljh': hub_tljh_settings, 'units': hub_units_needing_secrets, 'proxy': hub_proxy_argv, "
+                     f"'proxy_unit': lookup('ansible.builtin.template', "
+                     f"'{HUB / 'templates' / 'jupyterhub-proxy.service.j2'}')}}}}")
             tasks.append({"name": f"Render the {flavour} hub configuration ({case})", "vars": {
                 "hub_flavour": flavour, **values}, "ansible.builtin.set_fact": {
                 "hubvm_rendered": f"{{{{ hubvm_rendered | default({{}}) | combine({entry}) }}}}"}})
@@ -101,8 +103,25 @@ def test_pypi_config_is_python_with_the_modes_options(pypi: Path, case: str) -> 
                  "acme": ("/etc/letsencrypt/live/hub.example.org/fullchain.pem",
                           "/etc/letsencrypt/live/hub.example.org/privkey.pem")}[case]
     assert 'c.JupyterHub.bind_url = "https://:443"' in text
-    assert f'c.JupyterHub.ssl_cert = "{cert}"' in text and f'c.JupyterHub.ssl_key = "{key}"' in text
-    assert '"--redirect-port", "80", "--redirect-to", "443",' in text  # configurable-http-proxy 4.5's options
+    # the proxy runs apart (issue 18: the hub gave the proxy it started 10 s and crash-looped on a slow host)
+    assert "c.ConfigurableHTTPProxy.should_start = False" in text and "ssl_cert" not in text
+    assert derived(pypi, case)["proxy"] == [
+        "/usr/bin/configurable-http-proxy", "--ip", "", "--port", "443", "--api-ip", "127.0.0.1", "--api-port", "8001",
+        "--default-target", "http://127.0.0.1:8081", "--error-target", "http://127.0.0.1:8081/hub/error",
+        "--ssl-key", key, "--ssl-cert", cert, "--redirect-port", "80", "--redirect-to", "443"]  # CHP 4.5's options
+
+
+def test_the_proxy_is_a_service_the_hub_waits_for(pypi: Path) -> None:
+    unit = derived(pypi, "self-signed")["proxy_unit"]
+    assert "EnvironmentFile=/var/lib/jupyterhub/proxy.env" in unit
+    assert "ExecStart=/usr/bin/configurable-http-proxy --ip '' --port 443 --api-ip 127.0.0.1" in unit
+    assert "ExecStartPost=/bin/bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/8001)" in unit
+    assert "TimeoutStartSec=300" in unit
+    hub_unit = (REPO / "ansible/roles/hub/templates/jupyterhub.service.j2").read_text()
+    assert "After=network-online.target jupyterhub-proxy.service" in hub_unit
+    assert "Wants=network-online.target jupyterhub-proxy.service" in hub_unit and "Requires=" not in hub_unit
+    off = derived(pypi, "off")["proxy"]
+    assert off[:5] == ["/usr/bin/configurable-http-proxy", "--ip", "", "--port", "80"] and "--ssl-key" not in off
 
 
 def test_certbot_command_for_acme(pypi: Path) -> None:
@@ -121,14 +140,15 @@ def test_guest_tools_settings(pypi: Path, tljh: Path) -> None:
         "api_url": "http://127.0.0.1:8081/hub/api", "users_token_file": "/var/lib/jupyterhub/hubvm-users.token",
         "signup": "closed", "https": "self-signed", "http_port": 80, "https_port": 443,
         "tls_cert": "/etc/hubvm/tls/self-signed.crt", "tls_key": "/etc/hubvm/tls/self-signed.key",
-        "self_signed_days": 3650}
+        "self_signed_days": 3650, "proxy_env_file": "/var/lib/jupyterhub/proxy.env"}
     assert derived(pypi, "off")["access"]["tls_cert"] == ""
     tljh_access = derived(tljh, "acme")["access"]
     assert tljh_access["password_db"] == "/opt/tljh/state/passwords.dbm"
     assert tljh_access["api_url"] == "http://127.0.0.1:15001/hub/api"
     assert tljh_access["tls_cert"] == ""  # traefik keeps Let's Encrypt's certificate itself
     assert derived(tljh, "acme")["units"] == ["jupyterhub.service", "traefik.service"]
-    assert derived(pypi, "acme")["units"] == ["jupyterhub.service"]
+    assert derived(pypi, "acme")["units"] == ["jupyterhub.service", "jupyterhub-proxy.service"]
+    assert tljh_access["proxy_env_file"] == ""
     extra = (tljh / "acme" / "hubvm-access.py").read_text()
     py_compile.compile(str(tljh / "acme" / "hubvm-access.py"), doraise=True)
     assert 'c.FirstUseAuthenticator.dbm_path = "/opt/tljh/state/passwords.dbm"' in extra

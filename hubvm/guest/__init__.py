@@ -16,6 +16,7 @@ class HubPaths:
     user_env: str      # the environment the users' kernels run in
     config_dir: str    # the hub's configuration
     state_dir: str     # per-instance secrets: cookie secret, database, passwords (made anew in each copy)
+    proxy_service: str  # the proxy's systemd unit, apart from the hub's (TLJH's traefik, the pypi flavour's CHP)
 
     @property
     def database(self) -> str:
@@ -24,8 +25,9 @@ class HubPaths:
 
 HUB_PATHS = {
     # TLJH's layout below its prefix /opt/tljh (TLJH_INSTALL_PREFIX)
-    "tljh": HubPaths("/opt/tljh/hub", "/opt/tljh/user", "/opt/tljh/config", "/opt/tljh/state"),
-    "pypi": HubPaths("/opt/jupyterhub/hub", "/opt/jupyterhub/user", "/etc/jupyterhub", "/var/lib/jupyterhub"),
+    "tljh": HubPaths("/opt/tljh/hub", "/opt/tljh/user", "/opt/tljh/config", "/opt/tljh/state", "traefik"),
+    "pypi": HubPaths("/opt/jupyterhub/hub", "/opt/jupyterhub/user", "/etc/jupyterhub", "/var/lib/jupyterhub",
+                     "jupyterhub-proxy"),
 }
 HUB_SERVICE = "jupyterhub"
 

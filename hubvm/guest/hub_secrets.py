@@ -8,9 +8,10 @@
   the configuration wins when it is applied, and a reboot does not undo a password changed in the hub.
 - With HTTPS self-signed: a certificate for this machine's host names and addresses, made when it is missing
   or lacks a name or address the machine now has.
+- The pypi flavour: the token its hub and its proxy (jupyterhub-proxy.service) share, made when missing.
 - /etc/issue.d/hubvm.issue: where the hub answers, and its certificate's fingerprint (no secrets).
 
-Run by Ansible at provisioning and by hubvm-hub-secrets.service (--boot) at every boot, before jupyterhub.service:
+Run by Ansible at provisioning and by hubvm-hub-secrets.service (--boot) at every boot, before the hub's units:
 after an export's cleanup removed the hub's state, the first boot of each copy makes its own passwords and
 certificate. Prints one "changed: ..." line for each thing it changed, and never a password on stdout.
 Uses the system Python (the hubs' environments are venvs of it, so its dbm module reads the same files) and
@@ -138,6 +139,17 @@ def admin_passwords(access: dict, hashes: dict[str, str], enforce: bool = True) 
     if new_hashes:
         store_hashes(access["password_db"], new_hashes)
     return made, configured
+
+
+def proxy_token(access: dict) -> bool:
+    """The token the hub and its proxy share (pypi flavour: an environment file both units read), made once per
+    machine; True if made."""
+    path = access.get("proxy_env_file") or ""
+    if not path or os.path.isfile(path):
+        return False
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_private(path, f"CONFIGPROXY_AUTH_TOKEN={secrets.token_hex(32)}\n")
+    return True
 
 
 def host_names() -> list[str]:
@@ -291,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"changed: made a password for admin {name} (in {access['admin_passwords_file']})")
     for name in configured:
         print(f"changed: set admin {name}'s password from the configured hash")
+    if proxy_token(access):
+        print(f"changed: made the token the hub and its proxy share ({access['proxy_env_file']})")
     fingerprint = ""
     if access["https"] == "self-signed" and self_signed_certificate(access):
         print(f"changed: made a self-signed certificate {access['tls_cert']}")

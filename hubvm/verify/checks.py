@@ -106,9 +106,9 @@ def check_disk(sec: Section | None) -> Check:
     return Check("disk space", expected, f"{_gib(free)} free of {_gib(total)}", free >= MIN_FREE_BYTES)
 
 
-def check_service(sec: Section | None) -> Check:
+def check_service(sec: Section | None, unit: str = HUB_SERVICE, name: str = "hub service") -> Check:
     found = sec.output.strip().splitlines()[-1] if sec and sec.output.strip() else NO_ANSWER
-    return Check("hub service", f"{HUB_SERVICE} active", found, bool(sec) and sec.status == 0 and found == "active")
+    return Check(name, f"{unit} active", found, bool(sec) and sec.status == 0 and found == "active")
 
 
 def hub_version(status: int, body: str) -> HostAnswer:
@@ -350,6 +350,7 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
     checks = [
         check_os(s, get("os")),
         check_service(get("service")),
+        check_service(get("proxy"), s.hub_paths.proxy_service, "proxy service"),
         check_api_guest(s, get("api")),
         check_api_host(hub_url_from_host, host_answer),
         *check_https(access, get("access"), https_answer),

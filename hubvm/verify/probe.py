@@ -61,6 +61,7 @@ def probe_script(s: Settings) -> str:
                             " || readlink /etc/localtime"),
         section("disk", "df -Pk /"),
         section("service", f"systemctl is-active {HUB_SERVICE}"),
+        section("proxy", f"systemctl is-active {q(s.hub_paths.proxy_service)}"),
         section("api", f"{run_program('hub_api.py')} {q(guest_hub_url(s))} {HTTP_TIMEOUT}"),
         section("access", f"$SUDO {run_program('hub_access.py')} {HUB_ACCESS} "
                           + " ".join(q(name) for name in s.hub.admin_users)),

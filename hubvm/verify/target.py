@@ -39,7 +39,9 @@ def parse(spec: str, default_user: str, identity: Path | None = None) -> Target:
         raise UserError(f"--host {spec!r}: {user!r} is not a login name; {fix}")
     port_text = ""
     if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
+        host, closed, tail = rest[1:].partition("]")
+        if not closed:
+            raise UserError(f"--host {spec!r}: the address's '[' is not closed; {fix}")
         if tail:
             if not tail.startswith(":"):
                 raise UserError(f"--host {spec!r}: unexpected {tail!r} after the address; {fix}")

@@ -82,6 +82,18 @@ ExecStart=/usr/bin/python3 /usr/local/bin/fake-hub 80 {TLS_CERT} {TLS_KEY}
 WantedBy=multi-user.target
 """
 
+# The proxy's unit (the pypi flavour runs configurable-http-proxy apart from the hub): verify asks that it is active
+FAKE_PROXY_UNIT = """\
+[Unit]
+Description=Stand-in for the hub's proxy (verify checks only that it is active)
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 FAKE_JUPYTER = """\
 #!/bin/sh
 [ "$*" = "kernelspec list --json" ] || { echo "fake jupyter: unexpected $*" >&2; exit 2; }
@@ -231,6 +243,7 @@ def _stand_in_hub(host: NspawnHost, data: Path) -> None:
         "https": "self-signed", "https_port": 443, "http_port": 80, "signup": "closed", "tls_cert": TLS_CERT,
         "password_db": PASSWORD_DB}))
     _write(root, "/etc/systemd/system/jupyterhub.service", FAKE_UNIT)
+    _write(root, "/etc/systemd/system/jupyterhub-proxy.service", FAKE_PROXY_UNIT)
     host.ssh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
              f" r-base-core {R_PACKAGE} >/dev/null", timeout=900)
     for name, text in SHARED_FILES.items():
@@ -243,7 +256,7 @@ def _stand_in_hub(host: NspawnHost, data: Path) -> None:
         f" chmod 600 {HUB_STATE}/jupyterhub.sqlite;"
         f" python3 -c \"import dbm; db = dbm.open('{PASSWORD_DB}', 'c', 0o600);"
         r""" db['admin'] = b'\x242b\x2412\x24' + b'x' * 53";"""  # $2b$12$..., no $ for the shell to expand
-        " systemctl daemon-reload; systemctl enable --now jupyterhub")
+        " systemctl daemon-reload; systemctl enable --now jupyterhub-proxy jupyterhub")
     _wait_for_hub(host)
 
 
@@ -308,10 +321,10 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, cli: Cli) -> None:
     result = cli("-f", str(lab.config()), "verify", "--host", f"root@{addr}", "--identity", str(lab.key))
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
-    for name in ("os", "hub service", "hub api (guest)", "hub api (host)", "https mode", "https certificate",
-                 "http redirect", "admin user admin", "admin password admin", "sign-up", "kernel python3",
-                 "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}", "shared data", "timezone",
-                 "hostname", "disk space"):
+    for name in ("os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
+                 "https certificate", "http redirect", "admin user admin", "admin password admin", "sign-up",
+                 "kernel python3", "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}", "shared data",
+                 "timezone", "hostname", "disk space"):
         assert table[name].endswith("pass"), result.stdout
     assert "1.2, import hubprobe ok" in table["package hubvm-probe-data"]
     assert f"https://{addr}:443/hub/api" in table["hub api (host)"]

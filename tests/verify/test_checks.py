@@ -33,6 +33,9 @@ def test_check_os() -> None:
 
 def test_check_service() -> None:
     assert checks.check_service(Section(0, "active")).passed is True
+    proxy = checks.check_service(Section(3, "activating"), "jupyterhub-proxy", "proxy service")
+    assert (proxy.name, proxy.expected, proxy.found, proxy.passed) == ("proxy service", "jupyterhub-proxy active",
+                                                                      "activating", False)
     failed = checks.check_service(Section(3, "inactive"))
     assert (failed.found, failed.passed) == ("inactive", False)
 
@@ -130,10 +133,11 @@ def test_evaluate_without_output_fails_every_check_and_plans_the_same_names() ->
     assert all(c.passed is False for c in results)
     names = [c.name for c in results]
     assert names == [c.name for c in checks.planned(s, "http://127.0.0.1:8080/hub/api")]
-    assert names == ["os", "hub service", "hub api (guest)", "hub api (host)", "https mode", "https certificate",
-                     "http redirect", "admin user admin", "admin password admin", "sign-up", "kernel python3",
-                     "kernel ir", "package numpy", "package pandas", "package matplotlib", "R package r-cran-ggplot2",
-                     "R package r-cran-data.table", "shared data", "timezone", "hostname", "disk space"]
+    assert names == ["os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
+                     "https certificate", "http redirect", "admin user admin", "admin password admin", "sign-up",
+                     "kernel python3", "kernel ir", "package numpy", "package pandas", "package matplotlib",
+                     "R package r-cran-ggplot2", "R package r-cran-data.table", "shared data", "timezone", "hostname",
+                     "disk space"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ def test_host_specs(spec: str, target: Target) -> None:
 @pytest.mark.parametrize(("spec", "words"), [
     ("root@", "is not a host name or address"), ("x@10.0.0.2:99999", "not a number from 1 to 65535"),
     ("Root@10.0.0.2", "is not a login name"), ("[::1]x", "unexpected 'x'"), ("a b", "is not a host name"),
+    # issue 18: an unclosed bracket was taken as [::1] and connected to
+    ("root@[::1", "'[' is not closed"), ("[fe80::1:2222", "'[' is not closed"),
 ])
 def test_bad_host_specs_are_one_line(spec: str, words: str) -> None:
     with pytest.raises(UserError) as caught:
