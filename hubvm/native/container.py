@@ -16,7 +16,7 @@ What a container cannot do during the boot, and how the build boot handles it (n
   and `restore_resolv_conf_command` puts the image's link back once the container is stopped;
 - systemd-timesyncd does not start in a container (ConditionVirtualization=!container): the host's clock is used.
 
-Every command is a pure function of paths and names, run by the caller's runner (so `invoke --dry` prints it).
+Every command is a pure function of paths and names, run by the caller's runner (so `hubvm --dry` prints it).
 The container runs in the background; its PID is in a file, and it is stopped by that PID.
 """
 

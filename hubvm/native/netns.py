@@ -9,7 +9,7 @@ removed (`stale`).
 
 Everything here is pure: the plan from what the host reports (`ip -4 -o addr show`, `ip -4 route show table all`,
 `ip -4 route show default`), and the command lines that make and remove it, which a caller runs through its
-runner (so `invoke --dry` prints them) or through subprocess (tests/e2e/hosts.py).
+runner (so `hubvm --dry` prints them) or through subprocess (tests/e2e/hosts.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The guest boots by its own boot loader (no -kernel). User-mode networking with `
 nothing, and only its SSH and hub ports are forwarded, to 127.0.0.1. KVM where it works, else software
 emulation (vm.accelerator). QEMU runs in the background (-daemonize), its PID in a file, stopped by that PID.
 
-Command lines only; the caller's runner runs them (so `invoke --dry` prints them).
+Command lines only; the caller's runner runs them (so `hubvm --dry` prints them).
 """
 
 from __future__ import annotations

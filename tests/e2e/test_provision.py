@@ -369,6 +369,52 @@ def test_users_servers_run_with_limits_as_their_own_account(site: Site, first_pr
     assert home.stdout.split() == [f"jupyter-{user}", "700", "/srv/shared_data"]
 
 
+def _unit(site: Site, unit: str, *properties: str) -> dict[str, str]:
+    shown = site.host.ssh(f"systemctl show {unit} " + " ".join(f"-p {p}" for p in properties)).stdout
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def test_a_hub_restart_keeps_a_logged_in_users_server_and_session(site: Site, first_provision: Run) -> None:
+    """The proxy runs apart from the hub (issue 18): restarting the hub leaves the proxy and its routes, so a
+    logged-in user's server and session carry on."""
+    hub = site.hub()
+    hub.login("student20", _passwords(site.passwords_file)["student20"][1])
+    hub.start_server()
+    assert hub.run_code("python3", "5*4").text == "20"
+    proxy_before = _unit(site, "jupyterhub-proxy", "MainPID")["MainPID"]
+    server_before = _unit(site, "jupyter-student20", "MainPID")["MainPID"]
+    with site.stages.time("restart the hub under a logged-in user"):
+        site.host.ssh("systemctl restart jupyterhub")
+        _wait_for_hub(site.hub())
+    assert _unit(site, "jupyterhub-proxy", "MainPID")["MainPID"] == proxy_before  # the proxy was not restarted
+    assert _unit(site, "jupyter-student20", "MainPID")["MainPID"] == server_before  # nor the user's server
+    assert hub.run_code("python3", "5*4").text == "20"  # the same session goes on: no new login, no new spawn
+
+
+def test_the_hub_waits_for_a_slow_proxy_instead_of_failing(site: Site, first_provision: Run) -> None:
+    """A slow host (issue 18): the hub gave the proxy it started 10 s and crash-looped. Now the proxy is its own
+    unit and the hub's start waits until it answers: here the proxy takes 30 s more to start."""
+    dropin = "/etc/systemd/system/jupyterhub-proxy.service.d/slow-start.conf"
+    site.host.ssh(f"mkdir -p {Path(dropin).parent} && printf '[Service]\\nExecStartPre=/bin/sleep 30\\n' > {dropin}"
+                  " && systemctl daemon-reload && systemctl stop jupyterhub jupyterhub-proxy")
+    try:
+        with site.stages.time("start the hub while its proxy needs 30 s to come up"):
+            started = time.monotonic()
+            site.host.ssh("systemctl start jupyterhub", timeout=600)
+            waited = time.monotonic() - started
+        hub_unit = _unit(site, "jupyterhub", "ActiveState", "NRestarts")
+        print(f"hub started after {waited:.0f} s, restarts: {hub_unit['NRestarts']}")
+        assert waited >= 30 and hub_unit == {"ActiveState": "active", "NRestarts": "0"}
+        assert _unit(site, "jupyterhub-proxy", "ActiveState")["ActiveState"] == "active"
+        _wait_for_hub(site.hub())
+        hub = site.hub()
+        hub.login("student20", _passwords(site.passwords_file)["student20"][1])
+        hub.start_server()  # the hub put the running server's route back into the new proxy
+        assert hub.run_code("python3", "5*4").text == "20"
+    finally:
+        site.host.ssh(f"rm -f {dropin} && systemctl daemon-reload && systemctl start jupyterhub-proxy jupyterhub")
+
+
 def test_a_reset_gives_one_user_a_new_password(site: Site, first_provision: Run) -> None:
     old = _passwords(site.passwords_file)["student02"][1]
     site.import_users(reset="student02")
