@@ -128,6 +128,38 @@ def users(c, csv=None, reset=None, host=None, identity=None, output=None):
     run_users(c, s, Layout.of(s), csv, reset, host, identity, output)
 
 
+@task(help={"host": HOST_HELP, "identity": IDENTITY_HELP,
+            "output": "the archive to write (default builds/backups/<host>-<UTC time>.tar.gz); never overwritten"})
+@user_errors
+def backup(c, host=None, identity=None, output=None):
+    """Save the hub's users, admins, passwords, homes and shared data into one archive (the Vagrant VM or --host).
+
+    Streamed over SSH (nothing is copied onto the machine's disk); the hub and the users' servers stop while it is
+    read, then the hub starts again. The archive holds a manifest with every file's sha256; FILE.sha256 beside it.
+    """
+    from hubvm.backup import run_backup
+    from hubvm.layout import Layout
+
+    s = settings(c)
+    run_backup(c, s, Layout.of(s), host, identity, output)
+
+
+@task(positional=["file"], help={"file": "the archive hubvm backup wrote", "host": HOST_HELP, "identity": IDENTITY_HELP,
+            "merge": "restore beside work already on this hub (a newer file here is kept, and said so)"})
+@user_errors
+def restore(c, file, host=None, identity=None, merge=False):
+    """Put a backup's users, passwords, homes and shared data onto a hub (the Vagrant VM or --host).
+
+    The archive is checked first; a damaged or foreign file, a name the image reserves, or other users' work on
+    the hub (without --merge) is refused with nothing changed. Restoring the same archive again changes nothing.
+    """
+    from hubvm.backup import run_restore
+    from hubvm.layout import Layout
+
+    s = settings(c)
+    run_restore(c, s, Layout.of(s), file, host, identity, merge)
+
+
 @task(pre=[up])
 @user_errors
 def export(c):

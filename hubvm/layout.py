@@ -121,6 +121,11 @@ class Layout:
         return self.builds / "publish"
 
     @property
+    def backups_dir(self) -> Path:
+        """Where `hubvm backup` writes an archive unless --output says otherwise."""
+        return self.builds / "backups"
+
+    @property
     def users_dir(self) -> Path:
         """The passwords `hubvm users` gave, one file per machine (mode 0600)."""
         return self.builds / "users"

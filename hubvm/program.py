@@ -247,6 +247,11 @@ def plain_parse_error(message: str, task: str | None, binary: str = "hubvm") -> 
         flag = f"--{names[0].replace('_', '-')}" if names else "a flag"
         where = f" ({binary} --help {task})" if task else ""
         return f"error: {flag} needs a value{where}"
+    positional = re.fullmatch(r"'([\w-]+)' did not receive required positional arguments: (.*)", message)
+    if positional:
+        names = " ".join(name.upper() for name in re.findall(r"'([\w-]+)'", positional.group(2)))
+        return f"error: {positional.group(1)} needs {names}: {binary} {positional.group(1)} {names} " \
+               f"({binary} --help {positional.group(1)})"
     no_value = re.fullmatch(r"Flag <Argument: ([\w-]+).*> doesn't take any value!", message)
     if no_value:
         return f"error: --{no_value.group(1).replace('_', '-')} takes no value; write it alone"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hubvm import baseimage, digests, guest
+from hubvm import __version__, baseimage, digests, guest
 from hubvm.config.settings import Settings, image_source
 from hubvm.layout import Layout
 from hubvm.shell import Runner
@@ -110,8 +110,9 @@ def ansible_context(s: Settings) -> dict[str, Any]:
         "ssh_public_key": s.export.ssh_public_key.read_text().strip() if s.export.ssh_public_key else "",
         "hub_paths": s.hub_paths,
         "guest": guest,
-        "guest_programs": [{"src": str(Path(guest.__file__).with_name(module)), "dest": dest}
-                           for module, dest in guest.PROGRAMS.items()],
+        "hubvm_version": __version__,
+        "guest_modules": sorted(str(p) for p in Path(guest.__file__).parent.glob("*.py")),
+        "guest_programs": [{"command": command, "module": module} for command, module in guest.PROGRAMS.items()],
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,38 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def steps_table(results: Sequence[StepResult]) -> str:
     return table(["step", "status", "duration", "detail"],
                  [(r.name, r.status, duration(r.seconds), r.detail) for r in results])
+
+
+class Progress:
+    """A progress line at most every `every` seconds: bytes moved, rate and (with a known total) time left; then the
+    total and the duration. `label` starts each line (publish, backup, restore), `verb` says what was done."""
+
+    def __init__(self, total: int | None, say: Callable[[str], None], label: str, verb: str,
+                 every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.say, self.label, self.verb, self.every, self.clock = total, say, label, verb, every, clock
+        self.started = self.last = clock()
+        self.elapsed = 0.0   # the duration, once summary() has said it
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if now - self.last < self.every or (self.total is not None and done >= self.total):
+            return
+        self.last = now
+        self.say(self.line(done, now - self.started))
+
+    def line(self, done: int, elapsed: float) -> str:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if self.total is None:
+            return f"{self.label}: {human_bytes(done)}, {human_bytes(rate)}/s"
+        percent = 100 * done // self.total if self.total else 100
+        left = f", about {duration((self.total - done) / rate)} left" if rate > 0 else ""
+        return (f"{self.label}: {human_bytes(done)} of {human_bytes(self.total)} ({percent}%), "
+                f"{human_bytes(rate)}/s{left}")
+
+    def summary(self, done: int) -> str:
+        self.elapsed = elapsed = self.clock() - self.started
+        rate = f" ({human_bytes(done / elapsed)}/s)" if elapsed > 0 else ""
+        return f"{self.label}: {self.verb} {human_bytes(done)} in {duration(elapsed)}{rate}"
 
 
 class StepLog:

@@ -140,7 +140,10 @@ def test_guest_tools_settings(pypi: Path, tljh: Path) -> None:
         "api_url": "http://127.0.0.1:8081/hub/api", "users_token_file": "/var/lib/jupyterhub/hubvm-users.token",
         "signup": "closed", "https": "self-signed", "http_port": 80, "https_port": 443,
         "tls_cert": "/etc/hubvm/tls/self-signed.crt", "tls_key": "/etc/hubvm/tls/self-signed.key",
-        "self_signed_days": 3650, "proxy_env_file": "/var/lib/jupyterhub/proxy.env"}
+        "self_signed_days": 3650, "proxy_env_file": "/var/lib/jupyterhub/proxy.env",
+        "restore_token_file": "/var/lib/jupyterhub/hubvm-restore.token",
+        "database": "/var/lib/jupyterhub/jupyterhub.sqlite", "shared_data_dir": "/srv/shared_data",
+        "image_file": "/etc/hubvm/image.json"}
     assert derived(pypi, "off")["access"]["tls_cert"] == ""
     tljh_access = derived(tljh, "acme")["access"]
     assert tljh_access["password_db"] == "/opt/tljh/state/passwords.dbm"

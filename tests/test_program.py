@@ -301,6 +301,8 @@ def test_dry_runs_write_nothing_even_after_a_render(cli, project: Path) -> None:
 
 @pytest.mark.parametrize(("message", "task", "line"), [
     ("No idea what 'foo' is!", None, "error: 'foo' is not a task; hubvm --list lists the tasks"),
+    ("'restore' did not receive required positional arguments: 'file'", None,
+     "error: restore needs FILE: hubvm restore FILE (hubvm --help restore)"),
     ("No idea what '--x' is!", "up", "error: --x is not a flag of up; hubvm --help up lists its flags"),
     ("No idea what 'bar' is!", "up", "error: 'bar' is not a task (after up, which takes no such argument); "
                                      "hubvm --list lists the tasks"),

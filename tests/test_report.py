@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubvm.report import StepLog, StepResult, duration, step_log, steps_table, table
+from hubvm.report import Progress, StepLog, StepResult, duration, step_log, steps_table, table
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.04, "0.0s"), (9.5, "9.5s"), (61, "1m01s"), (3725, "1h02m05s")])
@@ -53,3 +53,27 @@ def test_a_line_redrawn_with_carriage_returns_is_logged_once_as_last_drawn(tmp_p
     lines = (tmp_path / "export.log").read_text().splitlines()
     assert lines[1:5] == ["==> Packaging domain...", "==> Compressing package", "crlf line", "a prompt: yes"]
     assert lines[-1].startswith("<== export: done in ")
+
+
+def test_progress_says_bytes_rate_and_time_left_every_few_seconds_then_the_duration() -> None:
+    now = [100.0]
+    lines: list[str] = []
+    progress = Progress(1000 << 20, lines.append, "publish", "uploaded", every=5.0, clock=lambda: now[0])
+    for second, sent_mib in [(1, 100), (4.9, 400), (5.0, 500), (7, 700), (10.5, 900), (12.5, 1000)]:
+        now[0] = 100.0 + second
+        progress.update(sent_mib << 20)
+    assert lines == ["publish: 500.0 MiB of 1000.0 MiB (50%), 100.0 MiB/s, about 5.0s left",
+                     "publish: 900.0 MiB of 1000.0 MiB (90%), 85.7 MiB/s, about 1.2s left"]
+    assert progress.summary(1000 << 20) == "publish: uploaded 1000.0 MiB in 12.5s (80.0 MiB/s)"
+    assert progress.elapsed == 12.5
+
+
+def test_progress_without_a_total_says_bytes_and_rate() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    progress = Progress(None, lines.append, "backup", "received", every=5.0, clock=lambda: now[0])
+    now[0] = 5.0
+    progress.update(50 << 20)
+    assert lines == ["backup: 50.0 MiB, 10.0 MiB/s"]
+    now[0] = 8.0
+    assert progress.summary(64 << 20) == "backup: received 64.0 MiB in 8.0s (8.0 MiB/s)"

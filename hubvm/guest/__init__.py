@@ -30,6 +30,9 @@ HUB_PATHS = {
                      "jupyterhub-proxy"),
 }
 HUB_SERVICE = "jupyterhub"
+# Hub user NAME's server runs as the Linux account PREFIX+NAME, home /home/PREFIX+NAME (TLJH's prefix, and the pypi
+# flavour's)
+SYSTEM_USER_PREFIX = "jupyter-"
 
 # The shared data: the folder, where the VM sees vm.data (a synced folder), and every new user's link to it
 SHARED_DATA_DIR = "/srv/shared_data"
@@ -43,5 +46,8 @@ HUB_ACCESS = "/etc/hubvm/hub-access.json"
 ADMIN_PASSWORDS = "/root/hub-admin-passwords"
 USERS_TOOL = "/usr/local/sbin/hubvm-users"
 SECRETS_TOOL = "/usr/local/sbin/hubvm-hub-secrets"
-# The programs the hub role installs: this package's module -> where the guest runs it from
-PROGRAMS = {"hub_secrets.py": SECRETS_TOOL, "hub_users.py": USERS_TOOL}
+BACKUP_TOOL = "/usr/local/sbin/hubvm-backup"
+# Where this package is installed on the guest (GUEST_LIB/hubvm/guest/), and the commands that run its programs:
+# command -> module (each command is a launcher that imports the module from GUEST_LIB and calls its main())
+GUEST_LIB = "/usr/local/lib/hubvm"
+PROGRAMS = {SECRETS_TOOL: "hub_secrets", USERS_TOOL: "hub_users", BACKUP_TOOL: "hub_backup"}

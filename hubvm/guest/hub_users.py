@@ -26,6 +26,7 @@ import pwd
 import re
 import secrets
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -101,20 +102,22 @@ def read_rows(text: str, pattern: str) -> list[str]:
 
 
 class Hub:
-    """The hub's REST API on loopback, with the hubvm-users service's token."""
+    """The hub's REST API on loopback, with a hub service's token (hubvm-users', or another `token_key` of the
+    access settings)."""
 
-    def __init__(self, access: dict) -> None:
+    def __init__(self, access: dict, token_key: str = "users_token_file") -> None:
         self.url = access["api_url"].rstrip("/")
         try:
-            with open(access["users_token_file"]) as file:
+            with open(access[token_key]) as file:
                 self.token = file.read().strip()
         except OSError as error:
-            raise HubFailure(f"cannot read the service token {access['users_token_file']} ({error.strerror}); "
+            raise HubFailure(f"cannot read the service token {access[token_key]} ({error.strerror}); "
                              "has the hub started? (systemctl status jupyterhub)") from None
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def request(self, method: str, path: str) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.url + path, method=method, data=b"{}" if method == "POST" else None,
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body or {}).encode() if method in ("POST", "PATCH") else None
+        request = urllib.request.Request(self.url + path, method=method, data=data,
                                          headers={"Authorization": f"token {self.token}",
                                                   "Content-Type": "application/json"})
         try:
@@ -135,10 +138,30 @@ class Hub:
             return False
         raise HubFailure(f"GET /hub/api/users/{name} answered {status}: {body[:200]!r}")
 
-    def create(self, name: str) -> None:
-        status, body = self.request("POST", "/users/" + urllib.parse.quote(name))
+    def create(self, name: str, admin: bool = False) -> None:
+        status, body = self.request("POST", "/users/" + urllib.parse.quote(name), {"admin": True} if admin else None)
         if status not in (200, 201):
             raise HubFailure(f"creating the hub user {name} answered {status}: {body[:200]!r}")
+
+    def make_admin(self, name: str) -> None:
+        status, body = self.request("PATCH", "/users/" + urllib.parse.quote(name), {"admin": True})
+        if status != 200:
+            raise HubFailure(f"making {name} an admin answered {status}: {body[:200]!r}")
+
+    def wait(self, seconds: float = 300) -> None:
+        """Until the hub's API answers (after a start)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                status, _ = self.request("GET", "/")
+                if status == 200:
+                    return
+            except HubFailure:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise HubFailure(f"the hub's API at {self.url} did not answer within {seconds:.0f} s")
+            time.sleep(1)
 
 
 def has_password(access: dict, name: str) -> bool:

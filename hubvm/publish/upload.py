@@ -20,13 +20,12 @@ from hubvm.publish.request import (
     PublishRequest,
     convert_command,
 )
-from hubvm.report import duration, human_bytes
+from hubvm.report import Progress, duration, human_bytes
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
 
 BLOCK = 1 << 20
-PROGRESS_EVERY = 5.0   # seconds between progress lines
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,36 +79,6 @@ def replaced_name(name: str, now: dt.datetime) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The upload body: hashes and progress while requests sends it
-
-
-class Progress:
-    """A progress line at most every `every` seconds: bytes sent, rate, time left; then the total and duration."""
-
-    def __init__(self, total: int, say: Callable[[str], None], every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.total, self.say, self.clock = total, say, clock
-        self.every = PROGRESS_EVERY if every is None else every
-        self.started = self.last = clock()
-        self.elapsed = 0.0   # the upload's duration, once summary() has said it
-
-    def update(self, sent: int) -> None:
-        now = self.clock()
-        if now - self.last < self.every or sent >= self.total:
-            return
-        self.last = now
-        self.say(self.line(sent, now - self.started))
-
-    def line(self, sent: int, elapsed: float) -> str:
-        rate = sent / elapsed if elapsed > 0 else 0.0
-        percent = 100 * sent // self.total if self.total else 100
-        left = f", about {duration((self.total - sent) / rate)} left" if rate > 0 else ""
-        return (f"publish: {human_bytes(sent)} of {human_bytes(self.total)} ({percent}%), "
-                f"{human_bytes(rate)}/s{left}")
-
-    def summary(self, sent: int) -> str:
-        self.elapsed = elapsed = self.clock() - self.started
-        rate = f" ({human_bytes(sent / elapsed)}/s)" if elapsed > 0 else ""
-        return f"publish: uploaded {human_bytes(sent)} in {duration(elapsed)}{rate}"
 
 
 class UploadBody:
@@ -246,7 +215,7 @@ def upload(conn: Connection, request: PublishRequest, say: Callable[[str], None]
     except Exception as error:
         raise explain(error, CREATE, request) from None
     file = request.upload_file
-    progress = Progress(file.stat().st_size, say)
+    progress = Progress(file.stat().st_size, say, "publish", "uploaded")
     body = UploadBody(file, progress)
     phase = UPLOAD
     say(f"publish: uploading {file} ({human_bytes(body.size)}) as {request.image_name!r}, image {image_id}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hubvm.config.settings import Settings
-from hubvm.report import table
+from hubvm.report import human_bytes, table
 from hubvm.verify.certificates import certificate_facts, colon_fingerprint
 from hubvm.verify.expected import (
     HUB_SERVICE,
@@ -141,6 +141,19 @@ def check_api_host(endpoint_url: str, answer: HostAnswer | None) -> Check:
     if answer is None:
         return Check("hub api (host)", expected, "-", None)   # dry run, or HTTPS not reachable from this host
     return Check("hub api (host)", expected, answer[1], answer[0])
+
+
+def check_accounts(sec: Section | None) -> Check:
+    """How many users the hub has and what their homes hold: a restore checked at a glance."""
+    answers = sec.json_items() if sec else []
+    answer = answers[0] if answers else {"error": sec.last_line() if sec else NO_ANSWER}
+    expected = "the hub's database read"
+    if "error" in answer or "users" not in answer:
+        return Check("hub users", expected, str(answer.get("error", "no count"))[:160], False)
+    homes = answer.get("homes", {})
+    found = (f"{answer['users']} users ({len(answer['admins'])} admins), homes {homes.get('files', 0)} files, "
+             f"{human_bytes(homes.get('bytes', 0))}")
+    return Check("hub users", expected, found, True)
 
 
 def check_admins(s: Settings, sec: Section | None) -> list[Check]:
@@ -355,6 +368,7 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
         check_api_host(hub_url_from_host, host_answer),
         *check_https(access, get("access"), https_answer),
         *check_admins(s, get("admins")),
+        check_accounts(get("admins")),
         *check_admin_passwords(s, get("access")),
         check_signup(access, get("access")),
         *check_kernels(get("kernels")),

@@ -16,6 +16,7 @@ from hubvm.config.settings import Settings
 HUB_SERVICE = guest.HUB_SERVICE
 SHARED_DATA = guest.SHARED_DATA_DIR
 SKEL_LINK = guest.SKEL_LINK
+SYSTEM_USER_PREFIX = guest.SYSTEM_USER_PREFIX
 # The sample files the shared_data role ships when vm.data is none (relative to the project)
 SAMPLES_DIR = Path("ansible/roles/shared_data/files/samples")
 KERNELS = ("python3", "ir")

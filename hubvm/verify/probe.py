@@ -19,6 +19,7 @@ from hubvm.verify.expected import (
     HUB_SERVICE,
     SHARED_DATA,
     SKEL_LINK,
+    SYSTEM_USER_PREFIX,
     guest_hub_url,
     python_names,
     r_names,
@@ -68,8 +69,8 @@ def probe_script(s: Settings) -> str:
         # The hub keeps admin users in its database (JupyterHub copies admin_users there at start and reads only
         # the database afterwards): the flavour's state directory holds it, where the unit runs
         section("admins", f'workdir=$(systemctl show -p WorkingDirectory --value {HUB_SERVICE} 2>/dev/null)\n'
-                          f'$SUDO {run_program("hub_admins.py")} "${{workdir:+$workdir/jupyterhub.sqlite}}" '
-                          f"{q(s.hub_paths.database)}"),
+                          f"$SUDO {run_program('hub_accounts.py')} {q(SYSTEM_USER_PREFIX)} "
+                          f'"${{workdir:+$workdir/jupyterhub.sqlite}}" {q(s.hub_paths.database)}'),
         section("kernels", f"{q(env + '/bin/jupyter')} kernelspec list --json"),
         section("shared_data", f"echo link $(readlink {SKEL_LINK})\n"
                                f"test -d {SHARED_DATA}/ && ls -A1 {SHARED_DATA}/"),

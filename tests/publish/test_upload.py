@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hubvm.publish import upload
-from hubvm.publish.upload import FoundImage, Progress, sort_found
+from hubvm.publish.upload import FoundImage, sort_found
+from hubvm.report import Progress
 from tests.publish.helpers import DIGEST, request
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -47,26 +48,13 @@ def test_a_replaced_image_gets_a_dated_name() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Progress
-
-
-def test_progress_says_bytes_rate_and_time_left_every_few_seconds_then_the_duration() -> None:
-    now = [100.0]
-    lines: list[str] = []
-    progress = Progress(1000 << 20, lines.append, every=5.0, clock=lambda: now[0])
-    for second, sent_mib in [(1, 100), (4.9, 400), (5.0, 500), (7, 700), (10.5, 900), (12.5, 1000)]:
-        now[0] = 100.0 + second
-        progress.update(sent_mib << 20)
-    assert lines == ["publish: 500.0 MiB of 1000.0 MiB (50%), 100.0 MiB/s, about 5.0s left",
-                     "publish: 900.0 MiB of 1000.0 MiB (90%), 85.7 MiB/s, about 1.2s left"]
-    assert progress.summary(1000 << 20) == "publish: uploaded 1000.0 MiB in 12.5s (80.0 MiB/s)"
-    assert progress.elapsed == 12.5
+# The upload body
 
 
 def test_the_upload_body_hashes_what_it_yields_and_cannot_be_sent_twice(tmp_path: Path) -> None:
     path = tmp_path / "data"
     path.write_bytes(os.urandom(3 * upload.BLOCK + 5))
-    body = upload.UploadBody(path, Progress(path.stat().st_size, print, clock=lambda: 0.0))
+    body = upload.UploadBody(path, Progress(path.stat().st_size, print, "publish", "uploaded", clock=lambda: 0.0))
     assert len(body) == 3 * upload.BLOCK + 5
     assert b"".join(body) == path.read_bytes() and body.complete
     assert body.hexdigest("sha512") == hashlib.sha512(path.read_bytes()).hexdigest()

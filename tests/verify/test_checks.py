@@ -50,6 +50,16 @@ def test_check_api_guest() -> None:
     assert "no JupyterHub version" in checks.check_api_guest(s, other).found
 
 
+def test_check_accounts_counts_users_and_homes() -> None:
+    sec = Section(0, '@@hubvm-item {"database": "/x.sqlite", "admins": ["admin"], "users": 31, '
+                     '"homes": {"files": 120, "bytes": 20971520}}')
+    found = checks.check_accounts(sec)
+    assert (found.name, found.found, found.passed) == ("hub users", "31 users (1 admins), homes 120 files, 20.0 MiB",
+                                                       True)
+    assert checks.check_accounts(Section(0, '@@hubvm-item {"error": "no hub database (looked at /x)"}')).passed is False
+    assert checks.check_accounts(None).passed is False
+
+
 def test_check_admins() -> None:
     s = parse(**{"hub.admin_users": ["admin", "ada"]})
     sec = Section(0, '@@hubvm-item {"database": "/opt/tljh/state/jupyterhub.sqlite", "admins": ["admin"]}')
@@ -134,7 +144,7 @@ def test_evaluate_without_output_fails_every_check_and_plans_the_same_names() ->
     names = [c.name for c in results]
     assert names == [c.name for c in checks.planned(s, "http://127.0.0.1:8080/hub/api")]
     assert names == ["os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
-                     "https certificate", "http redirect", "admin user admin", "admin password admin", "sign-up",
+                     "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin", "sign-up",
                      "kernel python3", "kernel ir", "package numpy", "package pandas", "package matplotlib",
                      "R package r-cran-ggplot2", "R package r-cran-data.table", "shared data", "timezone", "hostname",
                      "disk space"]
