@@ -22,7 +22,6 @@ import contextlib
 import csv
 import hashlib
 import http.client
-import os
 import re
 import secrets
 import ssl
@@ -31,7 +30,6 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
@@ -42,7 +40,8 @@ from hubvm.verify.certificates import colon_fingerprint
 from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
-from tests.e2e.hubclient import HubClient, HubError
+from tests.e2e.hubclient import HubError
+from tests.e2e.sites import ADMIN_PASSWORDS, SELF_SIGNED, Run, Site, keygen, passwords_of, wait_for_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +53,6 @@ HUB_ADMINS = ["admin", "grader"]
 GRADER_PASSWORD = "grader-" + secrets.token_urlsafe(12)
 CLASS_SIZE = 30
 HOST_CA_CERTIFICATES = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
-SELF_SIGNED = "etc/hubvm/tls/self-signed.crt"
-ADMIN_PASSWORDS = "root/hub-admin-passwords"
 # The settings of who may log in and of HTTPS this test starts with
 ACCESS_SETTINGS = {
     "https": "self-signed",
@@ -64,102 +61,11 @@ ACCESS_SETTINGS = {
 }
 
 
-@dataclass
-class Run:
-    """One run of a command: its exit status, its output and how long it took."""
-
-    returncode: int
-    output: str
-    seconds: float
-
-    def recap(self) -> dict[str, int]:
-        """The counters of Ansible's PLAY RECAP line (ok, changed, unreachable, failed, ...)."""
-        match = re.search(r"^\S+\s*:\s*(ok=\d+.*)$", self.output, re.MULTILINE)
-        if not match:
-            return {}
-        return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.output.splitlines()[-lines:])
-
-
-@dataclass
-class Site:
-    host: NspawnHost
-    project: Path
-    settings_file: Path
-    key: Path
-    admin_key: Path
-    home: Path
-    stages: StageClock
-    passwords_file: Path
-
-    def run(self, *args: str, timeout: float = 1200, env: dict[str, str] | None = None) -> Run:
-        """Run a command in the project copy, streaming its output (shown by pytest -s, kept for failures)."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
-        environment.update(HOME=str(self.home), PYTHONDONTWRITEBYTECODE="1", **(env or {}))
-        started = time.monotonic()
-        lines = []
-        with subprocess.Popen(
-            args, cwd=self.project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.append(line)
-                print(line, end="", flush=True)
-                if time.monotonic() - started > timeout:
-                    process.kill()
-                    lines.append(f"\n(killed after {timeout:.0f} s)\n")
-                    break
-        return Run(process.wait(), "".join(lines), time.monotonic() - started)
-
-    def invoke(self, *args: str, timeout: float = 1200) -> Run:
-        return self.run(HUBVM, "-f", str(self.settings_file), *args, timeout=timeout)
-
-    @property
-    def target(self) -> list[str]:
-        return ["--host", f"root@{self.host.addr}", "--identity", str(self.key)]
-
-    def set_hub_settings(self, values: dict[str, object]) -> None:
-        """Settings of the hub section, written into the -f file the commands read."""
-        data = yaml.safe_load(self.settings_file.read_text())
-        data["hub"].update(values)
-        self.settings_file.write_text(yaml.safe_dump(data))
-
-    def certificate_pem(self, path: str = SELF_SIGNED) -> str:
-        return (self.host.root / path).read_text()
-
-    def hub(self, pem: str | None = None, ca_file: Path | None = None) -> HubClient:
-        """A client of the hub over HTTPS, trusting exactly the guest's certificate (or the given CA)."""
-        if ca_file is not None:
-            context = ssl.create_default_context(cafile=str(ca_file))
-        else:
-            context = ssl.create_default_context(cadata=pem or self.certificate_pem())
-        return HubClient(f"https://{self.host.addr}", ssl_context=context)
-
-    def admin_passwords(self) -> dict[str, str]:
-        """The generated admin passwords, read from the guest's root-only file (through its root filesystem)."""
-        lines = (self.host.root / ADMIN_PASSWORDS).read_text().splitlines()
-        return dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
-
-    def import_users(self, csv_file: Path | None = None, reset: str | None = None) -> Path:
-        """`hubvm users` against this host, as root with the test's key; returns the passwords file."""
-        what = ["--csv", str(csv_file)] if csv_file else ["--reset", str(reset)]
-        run = self.invoke("users", *what, *self.target, "--output", str(self.passwords_file), timeout=600)
-        assert run.returncode == 0, run.tail()
-        return self.passwords_file
-
-
-def _keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def site(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, stages: StageClock) -> Iterator[Site]:
     remove_stale_namespaces()
     workdir = tmp_path_factory.mktemp("provision")
-    key, admin_key = _keygen(workdir / "root_key"), _keygen(workdir / "admin_key")
+    key, admin_key = keygen(workdir / "root_key"), keygen(workdir / "admin_key")
     home = workdir / "home"
     home.mkdir()
     project = copy_project(workdir / "project")
@@ -286,17 +192,12 @@ def class_csv(site: Site) -> Path:
     return path
 
 
-def _passwords(path: Path) -> dict[str, tuple[str, str]]:
-    with path.open() as file:
-        return {row[0]: (row[1], row[2]) for row in csv.reader(file) if row[0] != "user"}
-
-
 def test_a_class_is_imported_with_random_passwords(site: Site, first_provision: Run, class_csv: Path) -> None:
     with site.stages.time(f"import a class of {CLASS_SIZE} (hubvm users)"):
         written = site.import_users(class_csv)
     assert written == site.passwords_file
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
-    passwords = _passwords(written)
+    passwords = passwords_of(written)
     assert len(passwords) == CLASS_SIZE
     assert passwords["student01"][0] == "Student Number 1" and passwords["student05"][0] == ""
     assert len({password for _, password in passwords.values()}) == CLASS_SIZE
@@ -321,7 +222,7 @@ def test_a_second_import_changes_nothing_and_a_new_row_adds_one_user(site: Site,
     admin.api("POST", "/users/assistant", expect=(201,))
     class_csv.write_text(class_csv.read_text() + "latecomer,Late Comer\nassistant\n")
     site.import_users(class_csv)
-    passwords = _passwords(site.passwords_file)
+    passwords = passwords_of(site.passwords_file)
     assert len(passwords) == CLASS_SIZE + 2 and passwords["latecomer"][0] == "Late Comer"
     assert {k: v for k, v in passwords.items() if k not in ("latecomer", "assistant")} == _passwords_from(before)
     site.hub().login("assistant", passwords["assistant"][1])
@@ -336,7 +237,7 @@ def _passwords_from(content: bytes) -> dict[str, tuple[str, str]]:
 
 
 def test_three_students_log_in_and_compute_in_python_and_r(site: Site, first_provision: Run) -> None:
-    passwords = _passwords(site.passwords_file)
+    passwords = passwords_of(site.passwords_file)
     for student in ("student01", "student15", "student30"):
         hub = site.hub()
         with site.stages.time(f"{student}: log in over HTTPS, start a server, 5*4 in Python and R"):
@@ -351,7 +252,7 @@ def test_three_students_log_in_and_compute_in_python_and_r(site: Site, first_pro
 
 def test_every_configured_package_imports_in_the_kernels(site: Site, first_provision: Run) -> None:
     hub = site.hub()
-    hub.login("student01", _passwords(site.passwords_file)["student01"][1])
+    hub.login("student01", passwords_of(site.passwords_file)["student01"][1])
     hub.start_server()
     imports = ", ".join(PYTHON_PACKAGES.values())
     python = hub.run_code("python3", f"import {imports}; print('imported')")
@@ -378,14 +279,14 @@ def test_a_hub_restart_keeps_a_logged_in_users_server_and_session(site: Site, fi
     """The proxy runs apart from the hub (issue 18): restarting the hub leaves the proxy and its routes, so a
     logged-in user's server and session carry on."""
     hub = site.hub()
-    hub.login("student20", _passwords(site.passwords_file)["student20"][1])
+    hub.login("student20", passwords_of(site.passwords_file)["student20"][1])
     hub.start_server()
     assert hub.run_code("python3", "5*4").text == "20"
     proxy_before = _unit(site, "jupyterhub-proxy", "MainPID")["MainPID"]
     server_before = _unit(site, "jupyter-student20", "MainPID")["MainPID"]
     with site.stages.time("restart the hub under a logged-in user"):
         site.host.ssh("systemctl restart jupyterhub")
-        _wait_for_hub(site.hub())
+        wait_for_hub(site.hub())
     assert _unit(site, "jupyterhub-proxy", "MainPID")["MainPID"] == proxy_before  # the proxy was not restarted
     assert _unit(site, "jupyter-student20", "MainPID")["MainPID"] == server_before  # nor the user's server
     assert hub.run_code("python3", "5*4").text == "20"  # the same session goes on: no new login, no new spawn
@@ -406,9 +307,9 @@ def test_the_hub_waits_for_a_slow_proxy_instead_of_failing(site: Site, first_pro
         print(f"hub started after {waited:.0f} s, restarts: {hub_unit['NRestarts']}")
         assert waited >= 30 and hub_unit == {"ActiveState": "active", "NRestarts": "0"}
         assert _unit(site, "jupyterhub-proxy", "ActiveState")["ActiveState"] == "active"
-        _wait_for_hub(site.hub())
+        wait_for_hub(site.hub())
         hub = site.hub()
-        hub.login("student20", _passwords(site.passwords_file)["student20"][1])
+        hub.login("student20", passwords_of(site.passwords_file)["student20"][1])
         hub.start_server()  # the hub put the running server's route back into the new proxy
         assert hub.run_code("python3", "5*4").text == "20"
     finally:
@@ -416,10 +317,10 @@ def test_the_hub_waits_for_a_slow_proxy_instead_of_failing(site: Site, first_pro
 
 
 def test_a_reset_gives_one_user_a_new_password(site: Site, first_provision: Run) -> None:
-    old = _passwords(site.passwords_file)["student02"][1]
+    old = passwords_of(site.passwords_file)["student02"][1]
     site.import_users(reset="student02")
-    new = _passwords(site.passwords_file)["student02"][1]
-    assert new != old and len(_passwords(site.passwords_file)) == CLASS_SIZE + 2
+    new = passwords_of(site.passwords_file)["student02"][1]
+    assert new != old and len(passwords_of(site.passwords_file)) == CLASS_SIZE + 2
     with pytest.raises(HubError, match="login as student02 failed"):
         site.hub().login("student02", old)
     site.hub().login("student02", new)
@@ -492,7 +393,7 @@ def test_cleanup_makes_a_clone_safe_image(site: Site, first_provision: Run) -> N
     assert host.ssh("test -e /etc/sudoers.d/vagrant || echo gone").stdout.strip() == "gone"
     denied = host.ssh("true", check=False, user="root", identity=site.key)
     assert denied.returncode != 0
-    _wait_for_hub(site.hub())
+    wait_for_hub(site.hub())
     new_admin_password = site.admin_passwords()["admin"]
     print(f"first boot: new admin password, certificate SHA-256 {_fingerprint(site.certificate_pem())}")
     # Shown on the console to whoever booted the copy (nspawn's console is its log here)
@@ -506,7 +407,7 @@ def test_cleanup_makes_a_clone_safe_image(site: Site, first_provision: Run) -> N
     site.hub().login("grader", GRADER_PASSWORD)  # a configured hash is configuration, not a per-copy secret
     # The imported users went with the hub's state: a copy starts with none.
     with pytest.raises(HubError, match="login as student01 failed"):
-        site.hub().login("student01", _passwords(site.passwords_file)["student01"][1])
+        site.hub().login("student01", passwords_of(site.passwords_file)["student01"][1])
 
 
 def _instance_identity(host: NspawnHost, timeout: float = 60) -> dict[str, str]:
@@ -525,19 +426,6 @@ def _instance_identity(host: NspawnHost, timeout: float = 60) -> dict[str, str]:
             raise TimeoutError(f"missing in the guest: {[p for p in files.values() if not (host.root / p).exists()]}")
         time.sleep(1)
     return {name: (host.root / path).read_text().strip() for name, path in files.items()}
-
-
-def _wait_for_hub(hub: HubClient, timeout: float = 60) -> str:
-    """The hub's version once it answers: after a boot the proxy listens first and says 404 until the hub has
-    registered its route."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return hub.version()
-        except (OSError, HubError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def test_https_with_certificate_files_and_open_signup_on_a_copy(site: Site, first_provision: Run) -> None:

@@ -322,9 +322,9 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, cli: Cli) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
     for name in ("os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
-                 "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin", "sign-up",
-                 "kernel python3", "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}", "shared data",
-                 "timezone", "hostname", "disk space"):
+                 "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin",
+                 "sign-up", "kernel python3", "kernel ir", "package hubvm-probe-data", f"R package {R_PACKAGE}",
+                 "shared data", "timezone", "hostname", "disk space"):
         assert table[name].endswith("pass"), result.stdout
     assert "1.2, import hubprobe ok" in table["package hubvm-probe-data"]
     assert f"https://{addr}:443/hub/api" in table["hub api (host)"]

@@ -144,8 +144,8 @@ def test_evaluate_without_output_fails_every_check_and_plans_the_same_names() ->
     names = [c.name for c in results]
     assert names == [c.name for c in checks.planned(s, "http://127.0.0.1:8080/hub/api")]
     assert names == ["os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
-                     "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin", "sign-up",
-                     "kernel python3", "kernel ir", "package numpy", "package pandas", "package matplotlib",
+                     "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin",
+                     "sign-up", "kernel python3", "kernel ir", "package numpy", "package pandas", "package matplotlib",
                      "R package r-cran-ggplot2", "R package r-cran-data.table", "shared data", "timezone", "hostname",
                      "disk space"]
 
