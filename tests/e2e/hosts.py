@@ -424,20 +424,21 @@ def nspawn_host(
     boot_timeout: float = 120,
     keep: bool = False,
     log=print,
+    pristine: Path | None = None,
 ) -> Iterator[NspawnHost]:
     """Boot a Debian 12 systemd-nspawn guest in ``ns`` and yield it once sshd answers and boot is finished.
 
-    ``identity`` is a private key whose ``.pub`` is authorised for root. The cached root filesystem is copied
-    to ``workdir/rootfs`` (deleted afterwards unless ``keep``). The guest is stopped by its nspawn PID and
-    its mounts checked, whatever happens in the block.
+    ``identity`` is a private key whose ``.pub`` is authorised for root. The cached root filesystem (or
+    ``pristine``, another root filesystem) is copied to ``workdir/rootfs`` (deleted afterwards unless ``keep``).
+    The guest is stopped by its nspawn PID and its mounts checked, whatever happens in the block.
     """
     root = workdir / "rootfs"
     log_path = workdir / "nspawn.log"
     host = None
     try:
-        pristine = cached_rootfs(log=log)
+        pristine = pristine or cached_rootfs(log=log)
         started = time.monotonic()
-        _copy_rootfs(pristine, root)
+        copy_rootfs(pristine, root)
         _prepare_root(root, Path(f"{identity}.pub").read_text(), hostname)
         log(f"root filesystem: copied in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
@@ -458,7 +459,7 @@ def nspawn_host(
 # A booted machine entered with nsenter: for root filesystems with no sshd (a bare minbase, as a fresh machine)
 
 
-def _copy_rootfs(pristine: Path, root: Path) -> None:
+def copy_rootfs(pristine: Path, root: Path) -> None:
     """A private copy of a cached root filesystem (reflinked where the file system can)."""
     if root.exists():
         shutil.rmtree(root)
@@ -548,7 +549,7 @@ def booted_machine(
     process = None
     try:
         started = time.monotonic()
-        _copy_rootfs(pristine, root)
+        copy_rootfs(pristine, root)
         resolv = root / "etc" / "resolv.conf"
         if resolv.is_symlink():
             resolv.unlink()

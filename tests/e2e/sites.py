@@ -52,6 +52,7 @@ class Site:
     home: Path
     stages: StageClock
     passwords_file: Path
+    login: str = "root"   # who the tool logs in as (with `key`); a copy of an export: its administrator login
 
     def run(self, *args: str, timeout: float = 1200, env: dict[str, str] | None = None) -> Run:
         """Run a command in the project copy, streaming its output (shown by pytest -s, kept for failures)."""
@@ -77,7 +78,7 @@ class Site:
 
     @property
     def target(self) -> list[str]:
-        return ["--host", f"root@{self.host.addr}", "--identity", str(self.key)]
+        return ["--host", f"{self.login}@{self.host.addr}", "--identity", str(self.key)]
 
     def set_hub_settings(self, values: dict[str, object]) -> None:
         """Settings of the hub section, written into the -f file the commands read."""
