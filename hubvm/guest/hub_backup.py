@@ -77,10 +77,8 @@ def system_name(access: dict, name: str) -> str:
 
 
 def home_of(access: dict, name: str) -> str | None:
-    try:
-        return pwd.getpwnam(system_name(access, name)).pw_dir
-    except KeyError:
-        return None
+    login = _login(system_name(access, name))
+    return login.pw_dir if login else None
 
 
 def hub_users_in_database(access: dict) -> dict[str, bool]:
@@ -368,25 +366,25 @@ def plan(access: dict, manifest: dict[str, Any], merge: bool, accounts: dict[str
             hub_users.check_name(name, pattern, "the backup's user")
         except BadInput as error:
             raise Refused(f"{error} on this machine; this image reserves that name") from None
-        try:
-            login = pwd.getpwnam(system_name(access, name))
-        except KeyError:
-            continue
-        if login.pw_uid < 1000 or login.pw_uid >= 60000:
+        login = _login(system_name(access, name))
+        if login is not None and (login.pw_uid < 1000 or login.pw_uid >= 60000):
             raise Refused(f"the backup's user {name!r}: {login.pw_name} is a system account of this machine")
     here = hub_users_in_database(access)
     hashes = password_hashes(access)
     skel = skel_entries()
-    homes = {name: home for name in set(backup_users) | set(here) if (home := home_of(access, name))}
+    prefix = access["system_user_prefix"]
+    with_accounts = {login[len(prefix):] for login in _logins() if login.startswith(prefix)}
+    homes = {name: home for name in set(backup_users) | set(here) | with_accounts if (home := home_of(access, name))}
     files_here = {name: user_files(home, skel) for name, home in homes.items() if os.path.isdir(home)}
     configured_admins = set(access.get("admins", []))
     # users of this hub that are not in the backup, with files of their own: another class's work
     for name in sorted(set(files_here) - set(backup_users)):
-        if files_here[name]:
+        if files_here[name] and not merge:
             result.conflicts.append(f"{name} (not in the backup) has {len(files_here[name])} files here")
     members = manifest["members"]
     for name, user in sorted(backup_users.items()):
-        if _login(system_name(access, name)) is None:
+        has_home = any(m.startswith(f"{HOMES}{name}/") for m in manifest["members"])
+        if has_home and _login(system_name(access, name)) is None:
             result.accounts.append(name)
         if name not in here:
             result.hub_users.append(name)
@@ -434,6 +432,11 @@ def plan(access: dict, manifest: dict[str, Any], merge: bool, accounts: dict[str
     if any(m.startswith(TLS) for m in members) and access.get("https") == "files":
         result.notes.append("the backup's HTTPS certificate is not restored: this machine's (hub.https files) stays")
     return result
+
+
+def _logins() -> list[str]:
+    """Every Linux account's name."""
+    return [entry.pw_name for entry in pwd.getpwall()]
 
 
 def _login(name: str) -> pwd.struct_passwd | None:

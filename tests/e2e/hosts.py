@@ -463,6 +463,7 @@ def copy_rootfs(pristine: Path, root: Path) -> None:
     """A private copy of a cached root filesystem (reflinked where the file system can)."""
     if root.exists():
         shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
     _sh(["cp", "-a", "--reflink=auto", str(pristine), str(root)])
 
 
