@@ -246,7 +246,7 @@ def create(access: dict, out: IO[bytes]) -> dict[str, Any]:
                 if os.path.isfile(path):
                     with open(path, "rb") as file:
                         writer.data(f"{TLS}{os.path.basename(path)}", file.read())
-        files = [m for m in writer.members.values() if m["type"] == "file"]
+        files = [m for name, m in writer.members.items() if m["type"] == "file" and name.startswith((HOMES, SHARED))]
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
