@@ -3,23 +3,28 @@ hub's web API over HTTPS, and the guest's files seen through its root filesystem
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
+import signal
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import HUBVM
+from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
-from tests.e2e.hosts import NspawnHost
+from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, copy_rootfs, nspawn_host, restart
 from tests.e2e.hubclient import HubClient, HubError
 
 SELF_SIGNED = "etc/hubvm/tls/self-signed.crt"
+ADMIN_LOGIN = "hubadmin"
+HOST_CA_CERTIFICATES = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 ADMIN_PASSWORDS = "root/hub-admin-passwords"
 
 
@@ -131,3 +136,80 @@ def wait_for_hub(hub: HubClient, timeout: float = 60) -> str:
 def passwords_of(path: Path) -> dict[str, tuple[str, str]]:
     with path.open() as file:
         return {row[0]: (row[1], row[2]) for row in csv.reader(file) if row[0] != "user"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two hubs: A, and B a fresh copy of a newer export of it (the backup tests and benchmark)
+
+
+def hub_settings(path: Path, python: list[str], admin_key: Path, hostname: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "vm": {"hostname": hostname, "data": "none"},
+        "hub": {"flavour": "pypi", "admin_users": ["admin"], "memory_limit": "1G", "cpu_limit": 1},
+        "packages": {"python": python, "r": ["r-cran-jsonlite"], "cran": [], "bioconductor": []},
+        "guest": {"ca_certificates": [str(p) for p in HOST_CA_CERTIFICATES]},
+        "export": {"ssh_user": ADMIN_LOGIN, "ssh_public_key": f"{admin_key}.pub"},
+    }))
+    return path
+
+
+def provision(site: Site, what: str) -> Run:
+    with site.stages.time(what):
+        run = site.invoke("provision", *site.target)
+    assert run.returncode == 0 and run.recap().get("failed", 1) == 0, run.tail()
+    return run
+
+
+def export_copy(b: Site) -> None:
+    """Make B what a copy of an export is: the cleanup role (as `hubvm export` runs it), then its first boot."""
+    playbook = str(Path(HUBVM).parent / "ansible-playbook")
+    with b.stages.time("hub B: the export's cleanup, then the copy's first boot"):
+        run = b.run(playbook, "-i", f"{b.host.addr},", "-u", "root", "--private-key", str(b.key),
+                    "--ssh-common-args", "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                    "-e", "@builds/ansible/vars.yml", "--tags", "cleanup", "ansible/playbook.yml",
+                    env={"ANSIBLE_CONFIG": "ansible/ansible.cfg"})
+        assert run.returncode == 0, run.tail()
+        b.host.user, b.host.identity = ADMIN_LOGIN, b.admin_key
+        restart(b.host)
+        wait_for_hub(b.hub())
+    b.login = ADMIN_LOGIN
+    b.key = b.admin_key
+    subprocess.run(["ssh-keygen", "-R", b.host.addr, "-f", str(b.project / "builds/ssh/known_hosts")],
+                   capture_output=True, check=False)  # the copy made new host keys
+
+
+@contextlib.contextmanager
+def hub_pair(work: Path, stages: StageClock, python_a: list[str],
+             python_b: list[str]) -> Iterator[tuple[Site, Site]]:
+    """Hub A, provisioned (pypi flavour, python_a), and hub B, a fresh copy of a newer export: A's image copied
+    right after its provisioning, made clone-safe by the export's cleanup role, booted (its first boot makes its own
+    secrets and admin passwords), then provisioned with python_b as its administrator login. Both are stopped and
+    their namespaces removed when the block ends, whatever happens."""
+    key, admin_key = keygen(work / "root_key"), keygen(work / "admin_key")
+    home = work / "home"
+    home.mkdir(exist_ok=True)
+    project = copy_project(work / "project")
+    with stages.time("root filesystem (mmdebstrap, or the cached one)"):
+        cached_rootfs()
+    with contextlib.ExitStack() as stack:
+        ns_a = stack.enter_context(Namespace(label="hubA"))
+        with stages.time("hub A: boot"):
+            host_a = stack.enter_context(nspawn_host(ns_a, key, work / "a", hostname="huba"))
+        a = Site(host_a, project, hub_settings(work / "a.yaml", python_a, admin_key, "huba"), key, admin_key, home,
+                 stages, work / "a-passwords.csv")
+        provision(a, f"hub A: provision (pypi flavour, packages {', '.join(python_a)} and r-cran-jsonlite)")
+        with stages.time("hub B: a copy of A's image (A powered off for the copy)"):
+            host_a.process.send_signal(signal.SIGTERM)
+            host_a.process.wait(timeout=60)
+            copy_rootfs(host_a.root, work / "b-image")
+            restart(host_a)
+            wait_for_hub(a.hub())
+        ns_b = stack.enter_context(Namespace(label="hubB"))
+        with stages.time("hub B: boot the copy"):
+            host_b = stack.enter_context(nspawn_host(ns_b, key, work / "b", hostname="hubb",
+                                                     pristine=work / "b-image"))
+        b = Site(host_b, project, hub_settings(work / "b.yaml", python_b, admin_key, "hubb"), key, admin_key,
+                 home, stages, work / "b-passwords.csv")
+        export_copy(b)
+        provision(b, f"hub B: provision the fresh copy with another package list ({', '.join(python_b)})")
+        yield a, b
