@@ -377,7 +377,8 @@ def plan(access: dict, manifest: dict[str, Any], merge: bool, accounts: dict[str
     homes = {name: home for name in set(backup_users) | set(here) | with_accounts if (home := home_of(access, name))}
     files_here = {name: user_files(home, skel) for name, home in homes.items() if os.path.isdir(home)}
     configured_admins = set(access.get("admins", []))
-    # users of this hub that are not in the backup, with files of their own: another class's work
+    # users of this hub that are not in the backup, with files of their own: another class's work (the backup's own
+    # users' files that the backup does not have are simply kept: a restore never deletes)
     for name in sorted(set(files_here) - set(backup_users)):
         if files_here[name] and not merge:
             result.conflicts.append(f"{name} (not in the backup) has {len(files_here[name])} files here")
@@ -399,10 +400,6 @@ def plan(access: dict, manifest: dict[str, Any], merge: bool, accounts: dict[str
                 result.kept_passwords.append(name)
             else:
                 result.conflicts.append(f"{name} has another password here")
-        backed_up = {m[len(HOMES) + len(name) + 1:] for m in members if m.startswith(f"{HOMES}{name}/")}
-        extra = sorted(set(files_here.get(name, {})) - backed_up)
-        if extra and not merge:
-            result.conflicts.append(f"{name} has {len(extra)} files here that the backup does not ({extra[0]}, ...)")
     home_of_user = {name: homes.get(name) or os.path.join("/home", system_name(access, name))
                     for name in backup_users}
     for member, meta in sorted(members.items()):
