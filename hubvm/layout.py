@@ -52,6 +52,11 @@ class Layout:
         return self.builds / "ansible" / "vars.yml"
 
     @property
+    def ansible_inventory(self) -> Path:
+        """The hub (and a cluster's compute nodes) as `provision --host` and the native build reach them."""
+        return self.builds / "ansible" / "inventory.yml"
+
+    @property
     def boxes_dir(self) -> Path:
         return self.builds / "boxes"
 

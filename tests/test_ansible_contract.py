@@ -15,7 +15,7 @@ import yaml
 from hubvm import render
 from tests.conftest import REPO, settings_with
 
-ROLES = ["base", "hub", "r", "python", "shared_data", "cleanup"]
+ROLES = ["base", "hub", "r", "python", "shared_data", "slurm", "cleanup"]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
 
@@ -69,12 +69,21 @@ def test_every_default_is_commented_and_prefixed(role: str) -> None:
 
 
 def test_cleanup_runs_only_when_asked() -> None:
-    play = yaml.safe_load((ANSIBLE / "playbook.yml").read_text())[0]
+    play = next(p for p in yaml.safe_load((ANSIBLE / "playbook.yml").read_text()) if p["hosts"] == "all:!compute")
     cleanup = next(r for r in play["roles"] if r["role"] == "cleanup")
     assert set(cleanup["tags"]) == {"cleanup", "never"}
     others = [r for r in play["roles"] if r["role"] != "cleanup"]
     assert [r["role"] for r in others] == ROLES[:-1]
     assert all(r["tags"] == [r["role"]] for r in others)
+
+
+def test_the_compute_nodes_get_the_users_environment_and_slurm_only() -> None:
+    plays = yaml.safe_load((ANSIBLE / "playbook.yml").read_text())
+    compute = next(p for p in plays if p["hosts"] == "compute" and p.get("roles"))
+    assert [r["role"] for r in compute["roles"]] == ["base", "r"]
+    included = [t["ansible.builtin.include_role"] for t in compute["tasks"]]
+    assert [(i["name"], i.get("tasks_from")) for i in included] == [("hub", "userenv.yml"), ("python", None),
+                                                                     ("slurm", None)]
 
 
 def _tool(name: str) -> str:

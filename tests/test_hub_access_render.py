@@ -143,7 +143,7 @@ def test_guest_tools_settings(pypi: Path, tljh: Path) -> None:
         "self_signed_days": 3650, "proxy_env_file": "/var/lib/jupyterhub/proxy.env",
         "restore_token_file": "/var/lib/jupyterhub/hubvm-restore.token",
         "database": "/var/lib/jupyterhub/jupyterhub.sqlite", "shared_data_dir": "/srv/shared_data",
-        "image_file": "/etc/hubvm/image.json"}
+        "image_file": "/etc/hubvm/image.json", "cluster_accounts_dir": "", "cluster_hub_url": ""}
     assert derived(pypi, "off")["access"]["tls_cert"] == ""
     tljh_access = derived(tljh, "acme")["access"]
     assert tljh_access["password_db"] == "/opt/tljh/state/passwords.dbm"

@@ -39,6 +39,8 @@ from hubvm.config.layers import Layer, Layers, defaults_layer, file_layer, read_
 from hubvm.errors import ConfigError
 from hubvm.host import probes, tools
 from hubvm.layout import Layout
+from hubvm.provision import write_inventory
+from hubvm.verify.target import Target
 from hubvm.vm.pack import packer_commands, packer_source, packer_uses_init
 from tests.conftest import PROJECT_PARTS, REPO, copy_project, settings_with
 
@@ -283,9 +285,12 @@ def submit_case(pool: Pool, r: Rendered, version: str | None) -> None:
         r.runs["debconf"] = pool.submit(f"debconf {digest(preseed)}",
                                         ["debconf-set-selections", "--checkonly", str(preseed)], r.http)
     ansible_dir = s.project_dir / "ansible"
+    # the inventory `provision --host` writes (the hub, an empty or filled compute group)
+    write_inventory(layout, s, Target("localhost", "root"))
     r.runs["syntax"] = pool.submit(
-        f"syntax {digest(layout.ansible_vars)}",
-        ["ansible-playbook", "--syntax-check", "-i", "localhost,", "-e", f"@{layout.ansible_vars}", "playbook.yml"],
+        f"syntax {digest(layout.ansible_vars, layout.ansible_inventory)}",
+        ["ansible-playbook", "--syntax-check", "-i", str(layout.ansible_inventory), "-e", f"@{layout.ansible_vars}",
+         "playbook.yml"],
         ansible_dir, ANSIBLE_CONFIG=str(ansible_dir / "ansible.cfg"))
     documents = [layout.ansible_vars, *sorted(p for p in r.http.rglob("*") if p.name in ("user-data", "meta-data"))]
     r.runs["yamllint"] = pool.submit(f"yamllint {digest(*documents)}",
@@ -368,7 +373,7 @@ def break_role(pool: Pool, shared: Path, r: Rendered, tmp: Path) -> dict[str, Pa
     pool.submit("broken argument", ["ansible-lint", "roles/base/tasks/main.yml"], broken["argument"].parents[3],
                 **env)
     copy = broken["module"].parents[3]
-    pool.submit("broken module", ["ansible-playbook", "--syntax-check", "-i", "localhost,", "-e",
+    pool.submit("broken module", ["ansible-playbook", "--syntax-check", "-i", str(r.layout.ansible_inventory), "-e",
                                   f"@{r.layout.ansible_vars}", "playbook.yml"], copy,
                 ANSIBLE_CONFIG=str(copy / "ansible.cfg"))
     return broken

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from hubvm.config.kinds import BOOLEAN, INTEGER, LIST, MAPPING, NUMBER, TEXT, Kind
 from hubvm.config.validators import (
     HOST_LABEL,
+    HOST_SPEC,
     HUB_NAME,
+    SLURM_TIME,
     UNIX_NAME,
     URL,
     Validator,
@@ -147,6 +149,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub.default_app", TEXT, choice("jupyterlab", "classic"), "jupyterlab | classic (Notebook 7)", APPLIANCE),
     _s("hub.port", INTEGER, integer(1, 65535, refuse={22: "is the guest's SSH port"}),
        "port the hub listens on inside the guest (HTTP; redirected to HTTPS when hub.https is on)", APPLIANCE),
+    _s("hub.spawner", TEXT, choice("local", "slurm"), "local (each user's server a systemd unit on the hub) | slurm "
+       "(a job of the cluster's Slurm, on a compute node; pypi flavour)", APPLIANCE),
     _s("hub.signup", TEXT, choice("closed", "open"), "closed (only accounts that exist: admins, imported users) | "
        "open (anyone reaching the hub makes an account)", APPLIANCE),
     _s("hub.admin_password_hashes", MAPPING, mapping_of(
@@ -168,6 +172,28 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub.https_acme_email", TEXT, text(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}",
                                           "give an e-mail address for Let's Encrypt's notices", allow_empty=True),
        "hub.https acme: the e-mail address Let's Encrypt writes to", APPLIANCE),
+    # cluster (hub.spawner slurm)
+    _s("cluster.controller", TEXT, text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", "give the site "
+                                        "controller's host name, or \"\" for the hub", allow_empty=True),
+       '"" = the hub runs Slurm\'s controller; or the site\'s controller host (then give cluster.slurm_conf and '
+       "cluster.munge_key)", APPLIANCE),
+    _s("cluster.compute", LIST, list_of(text(HOST_SPEC, "write [user@]address[:port], such as root@10.0.0.5")),
+       "compute nodes hubvm provisions with the hub ([user@]address[:port]; hubvm provision --host HUB)", NOWHERE),
+    _s("cluster.partition", TEXT, text(r"[A-Za-z0-9_-]{1,40}", "use letters, digits, - and _, such as hub"),
+       "the Slurm partition users' servers run in", APPLIANCE),
+    _s("cluster.time_limit", TEXT, text(SLURM_TIME, "write a Slurm time such as 8:00:00 or 1-00:00:00"),
+       "how long a user's server may run as a job (Slurm time: 8:00:00, 1-00:00:00)", APPLIANCE),
+    _s("cluster.sbatch_options", LIST, list_of(text(r"--[a-z][a-z-]*(=[A-Za-z0-9_.,:@/+-]+)?", "write an sbatch "
+                                                    "option such as --account=teaching")),
+       "more sbatch options of every user's job (--account=..., --qos=...)", APPLIANCE),
+    _s("cluster.home", TEXT, choice("nfs", "site"), "nfs (the hub exports /home to the compute nodes) | site (the "
+       "site's shared file system is /home on every node)", APPLIANCE),
+    _s("cluster.limits", TEXT, choice("cgroup", "none"), "cgroup (Slurm enforces each job's memory and cores; "
+       "VMs) | none (containers, where Slurm's cgroup plugins cannot run)", APPLIANCE),
+    _s("cluster.slurm_conf", TEXT, optional(existing_file()), 'a site controller\'s slurm.conf, copied to the hub; ""',
+       APPLIANCE),
+    _s("cluster.munge_key", TEXT, optional(existing_file()), 'a site controller\'s munge key, copied to the hub; ""',
+       NOWHERE),
     # packages
     _s("packages.python", LIST, list_of(requirement()), "pip requirements installed where the users' kernels run",
        APPLIANCE),

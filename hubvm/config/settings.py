@@ -115,6 +115,7 @@ def _cross_checks(s: Settings) -> None:
     if strangers:
         raise ConfigError("hub.admin_password_hashes", strangers[0], "is not one of hub.admin_users",
                           "give hashes for the administrators only")
+    _cluster_checks(s)
     if s.build.mode == "native":
         _native_checks(s)
     if s.image.source == "mirror" and s.vm.provider != "libvirt":
@@ -135,6 +136,26 @@ def _cross_checks(s: Settings) -> None:
     if s.ssh.via == "ip" and s.vm.dhcp and s.vm.provider == "virtualbox":
         raise ConfigError("ssh.via", "ip", "needs a known address, and VirtualBox reports no DHCP lease",
                           "set vm.ip to a static address, or ssh.via forwarded")
+
+
+def _cluster_checks(s: Settings) -> None:
+    """A hub that spawns on Slurm: the pypi flavour (batchspawner in its venvs), and either the hub's own controller
+    with the compute nodes hubvm provisions, or a site's controller with its configuration and key."""
+    if s.hub.spawner == "slurm" and s.hub.flavour != "pypi":
+        raise ConfigError("hub.spawner", "slurm", "runs users' servers as Slurm jobs, which the pypi flavour does "
+                          "(TLJH's hub runs them on itself)", "set hub.flavour pypi, or hub.spawner local")
+    if s.hub.spawner == "local" and s.cluster.compute:
+        raise ConfigError("cluster.compute", list(s.cluster.compute), "is set while hub.spawner is local (users' "
+                          "servers run on the hub)", "set hub.spawner slurm, or cluster.compute []")
+    if s.cluster.controller:
+        for key in ("slurm_conf", "munge_key"):
+            if getattr(s.cluster, key) is None:
+                raise ConfigError(f"cluster.{key}", "", f"is empty while cluster.controller is the site's "
+                                  f"{s.cluster.controller}", "give the file the site's Slurm uses")
+        if s.cluster.compute:
+            raise ConfigError("cluster.compute", list(s.cluster.compute), "lists nodes while the site's controller "
+                              f"{s.cluster.controller} manages its compute nodes", "set cluster.compute [], or "
+                              'cluster.controller "" for a cluster hubvm makes')
 
 
 def _native_checks(s: Settings) -> None:

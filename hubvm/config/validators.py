@@ -200,6 +200,11 @@ UNIX_NAME = r"[a-z][a-z0-9_-]{0,31}"
 # Hub user names: JupyterHub's names of the pypi flavour's configuration (the Linux account is "jupyter-" + name)
 HUB_NAME = r"[a-z][a-z0-9_-]{0,22}"
 HOST_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+# A machine for SSH: [user@]address[:port] (a host name, an IPv4 address, or an IPv6 address in brackets)
+HOST_SPEC = (r"([a-z_][a-z0-9_.-]{0,31}@)?([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+             r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?")
+# Slurm's time limits: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
+SLURM_TIME = r"[0-9]+|[0-9]+:[0-5][0-9]|[0-9]+:[0-5][0-9]:[0-5][0-9]|[0-9]+-[0-9]+(:[0-5][0-9](:[0-5][0-9])?)?"
 # No quotes, $, backquotes, backslashes or spaces: URLs reach /etc/environment, apt and preseed files
 URL = r"(https?)://[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+"
 HASHES = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}

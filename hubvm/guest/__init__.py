@@ -33,6 +33,8 @@ HUB_SERVICE = "jupyterhub"
 # Hub user NAME's server runs as the Linux account PREFIX+NAME, home /home/PREFIX+NAME (TLJH's prefix, and the pypi
 # flavour's)
 SYSTEM_USER_PREFIX = "jupyter-"
+# On a cluster (hub.spawner slurm): the account files every node reads (libnss-extrausers), on the shared home
+CLUSTER_ACCOUNTS = "/home/.hubvm/accounts"
 
 # The shared data: the folder, where the VM sees vm.data (a synced folder), and every new user's link to it
 SHARED_DATA_DIR = "/srv/shared_data"

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from hubvm.guest import hub_users
+from hubvm.guest import accounts, hub_users
 from hubvm.guest.hub_users import BadInput, HubFailure
 
 FORMAT = "hubvm-backup/1"
@@ -506,10 +506,8 @@ def no_link_on_the_way(path: str, top: str) -> bool:
 
 
 def make_account(access: dict, name: str) -> None:
-    """The Linux account a user's server runs as, as the hub's spawner makes it (a home of mode 0700 from skel)."""
-    login = system_name(access, name)
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--key", "HOME_MODE=0700",
-                    "--comment", f"JupyterHub user {name}", login], check=True, capture_output=True)
+    """The Linux account a user's server runs as, as the hub's spawner makes it (hubvm.guest.accounts)."""
+    accounts.ensure(name, access["system_user_prefix"], access.get("cluster_accounts_dir") or "")
 
 
 def put_in_place(access: dict, manifest: dict[str, Any], staging: str, chosen: list[str]) -> list[str]:

@@ -43,7 +43,7 @@ from hubvm.host import tools
 from hubvm.host.probes import require_task
 from hubvm.layout import Layout
 from hubvm.native import bootdisk, container, libvirt_box, netns, qemuboot
-from hubvm.provision import ansible_command
+from hubvm.provision import ansible_command, write_inventory
 from hubvm.report import StepResult, duration, steps_table
 from hubvm.shell import Runner, q, step
 from hubvm.verify.hostkeys import remove_host_entries
@@ -291,7 +291,7 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
         with stage("base tree (mmdebstrap)"):
             _base_tree(sh, s, layout, paths, root_uuid)
         with stage("container, playbook and cleanup"):
-            _provision(sh, s, layout, paths, ansible_command, stage)
+            _provision(sh, s, layout, paths, stage)
         with stage("image tree (virt-sysprep's operations, first boot armed)") as details:
             _image_tree(sh, paths, details)
         with stage("disk (GRUB, ext4, compressed qcow2)") as details:
@@ -333,8 +333,7 @@ def _base_tree(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, root
                                         copy_kernel=False, dpkg_options=DPKG_BUILD_OPTIONS))
 
 
-def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, ansible_command: Callable[..., str],
-               stage: _Stages) -> None:
+def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, stage: _Stages) -> None:
     """Prepare the tree, boot it in a namespace, run the playbook and its cleanup, stop it; always clean up."""
     tree = paths.tree
     for command in container.prepare_commands(tree, s.ssh.user, layout.packer_dir / "scripts" / "build-user.sh",
@@ -363,9 +362,13 @@ def _provision(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, ansi
         sh.run(shlex.join(failed))
         env = {"ANSIBLE_CONFIG": str(s.project_dir / "ansible" / "ansible.cfg")}
         stage.say(f"playbook on the container {target} (as `hubvm provision --host` runs it)")
-        sh.run(ansible_command(s, layout, target), cwd=s.project_dir, env=env)
+        if sh.dry:
+            stage.say(f"[dry run] would write {layout.ansible_inventory} (the container {target})")
+        else:
+            write_inventory(layout, s, target)
+        sh.run(ansible_command(s, layout), cwd=s.project_dir, env=env)
         stage.say("cleanup role (as `hubvm export` runs it)")
-        sh.run(ansible_command(s, layout, target, tags=["cleanup"]), cwd=s.project_dir, env=env)
+        sh.run(ansible_command(s, layout, tags=["cleanup"]), cwd=s.project_dir, env=env)
     finally:
         sh.run(container.stop_command(paths.nspawn_pid), warn=True)
         sh.run(container.kill_namespace_processes_command(net), warn=True)

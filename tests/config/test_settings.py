@@ -151,3 +151,22 @@ def test_cloud_source_needs_a_cloud_image_for_the_provider() -> None:
         parse(**{"image.source": "cloud"})
     s = parse(**{"image.source": "cloud", "vm.os": "ubuntu2404"})
     assert settings.image_source(s)["url"].endswith(".ova")
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"hub.spawner": "slurm"}, "hub.spawner = 'slurm': runs users' servers as Slurm jobs, which the pypi flavour"),
+    ({"cluster.compute": ["root@10.0.0.5"]}, "cluster.compute = ['root@10.0.0.5']: is set while hub.spawner is local"),
+    ({"hub.flavour": "pypi", "hub.spawner": "slurm", "cluster.controller": "slurm.example.org"},
+     "cluster.slurm_conf = '': is empty while cluster.controller is the site's slurm.example.org"),
+])
+def test_a_cluster_needs_the_pypi_flavour_and_a_controller_hubvm_makes_or_the_sites(overrides: dict,
+                                                                                  words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_with(**overrides)
+    assert str(caught.value).startswith(words)
+
+
+def test_a_cluster_of_the_hub_and_its_compute_nodes_is_accepted() -> None:
+    s = settings_with(**{"hub.flavour": "pypi", "hub.spawner": "slurm",
+                         "cluster.compute": ["root@10.0.0.5", "10.0.0.6:2222", "admin@[fd00::7]:22"]})
+    assert s.cluster.compute == ("root@10.0.0.5", "10.0.0.6:2222", "admin@[fd00::7]:22")

@@ -135,7 +135,7 @@ VERSIONS = {"mmdebstrap": "mmdebstrap 1.3.5", "ansible-playbook": "ansible-playb
 
 
 def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tmp_path: Path) -> None:
-    from hubvm.provision import ansible_command
+    from hubvm.provision import ansible_command, inventory
 
     s = parse(tmp_path)
     layout = Layout.of(s)
@@ -154,9 +154,11 @@ def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tm
     assert f"{work}/rootfs" in commands[index("mmdebstrap")] and "vmlinuz" not in commands[index("mmdebstrap")]
     net_name = commands[index("ip netns add")].split()[-1]
     guest = next(c for c in commands if "addr add" in c and c.endswith("dev eth0")).split()[-3].split("/")[0]
-    target = Target(guest, "vagrant", 22, work / "build_key")
-    playbook = commands.index(f"cd {s.project_dir} && {ansible_command(s, layout, target)}")
-    cleanup = commands.index(f"cd {s.project_dir} && {ansible_command(s, layout, target, tags=['cleanup'])}")
+    hub = inventory(s, Target(guest, "vagrant", 22, work / "build_key"))["all"]["children"]["hub"]["hosts"]
+    assert hub == {guest: {"ansible_host": guest, "ansible_port": 22, "ansible_user": "vagrant",
+                           "ansible_become": True, "ansible_ssh_private_key_file": str(work / "build_key")}}
+    playbook = commands.index(f"cd {s.project_dir} && {ansible_command(s, layout)}")
+    cleanup = commands.index(f"cd {s.project_dir} && {ansible_command(s, layout, tags=['cleanup'])}")
     order = [index("ip netns add"), index("systemd-nspawn"), index("is-system-running"), playbook, cleanup,
              index("tail --pid"), index(f"ip netns delete {net_name}"), index("ln -sfn ../run/systemd"),
              index("find "), index("grub-mkimage"), index("mke2fs"), index("-m hubvm.native.bootdisk embed"),
