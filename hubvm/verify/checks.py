@@ -156,6 +156,35 @@ def check_accounts(sec: Section | None) -> Check:
     return Check("hub users", expected, found, True)
 
 
+def check_cluster(sec: Section | None) -> list[Check]:
+    """The cluster (hub.spawner slurm): the controller answers, and each compute node is usable and runs a job that
+    decodes munge, reaches the hub's API and finds the kernels; a failing node is named."""
+    items = sec.json_items() if sec else []
+    controller = next((i for i in items if "controller" in i), {"controller": sec.last_line() if sec else NO_ANSWER})
+    checks = [Check("slurm controller", "slurmctld answers (scontrol ping)", controller.get("controller") or "-",
+                    bool(controller.get("up")))]
+    nodes = [i for i in items if "node" in i]
+    expected = "idle or allocated; a job there decodes munge, reaches the hub's API, has kernels python3 and ir"
+    for node in nodes:
+        problems = []
+        if node.get("state") not in ("idle", "mixed", "allocated", "completing"):
+            problems.append(f"state {node.get('state')}")
+        else:
+            if node.get("munge") != "ok":
+                problems.append(f"munge: {node.get('munge')}")
+            if not node.get("hub_api_ok"):
+                problems.append(f"hub's API: {node.get('hub_api') or 'no answer'}")
+            missing = sorted(set(KERNELS) - set(node.get("kernels", [])))
+            if missing:
+                problems.append(node.get("kernels_error") or f"no kernel {', '.join(missing)}")
+        found = "; ".join(problems) if problems else f"{node['state']}, {node.get('hub_api')}, munge ok, kernels ok"
+        checks.append(Check(f"compute node {node['node']}", expected, found[:160], not problems))
+    if not nodes:
+        error = next((i["error"] for i in items if "error" in i), "no compute node listed")
+        checks.append(Check("compute nodes", "at least one, each usable", error[:160], False))
+    return checks
+
+
 def check_admins(s: Settings, sec: Section | None) -> list[Check]:
     answers = sec.json_items() if sec else []
     answer = answers[0] if answers else {"error": sec.last_line() if sec else NO_ANSWER}
@@ -375,6 +404,7 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
         *check_python(s, get("python")),
         *check_r(s, get("r")),
         check_shared_data(s, get("shared_data"), host_entries),
+        *(check_cluster(get("cluster")) if s.hub.spawner == "slurm" else []),
         check_timezone(s, get("timezone")),
         check_hostname(s, get("hostname")),
         check_disk(get("disk")),

@@ -81,6 +81,8 @@ def probe_script(s: Settings) -> str:
     if r:
         parts.append(section("r", "command -v Rscript >/dev/null || { echo Rscript not found; exit 127; }\n"
                                   f"{run_program('r_loads.R', 'Rscript')} " + " ".join(q(n) for n in r)))
+    if s.hub.spawner == "slurm":
+        parts.append(section("cluster", f"$SUDO {run_program('cluster_nodes.py')} {HUB_ACCESS} {q(env)}"))
     return "".join(parts)
 
 

@@ -12,6 +12,7 @@ from hubvm.verify.certificates import certificate_facts
 from hubvm.verify.checks import Check, HttpsAnswer
 from hubvm.verify.expected import AccessExpected
 from hubvm.verify.probe import Section
+from tests.conftest import settings_with
 from tests.verify.helpers import RESULTS, SELF_SIGNED, access_section, der, make_certificate, parse
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,3 +244,35 @@ def test_table_and_summary() -> None:
     assert text.splitlines()[3].startswith("hub service") and text.splitlines()[3].endswith("FAIL")
     assert checks.summary(RESULTS) == "2 of 3 checks failed: hub service, package pandas"
     assert checks.summary(RESULTS[:1]) is None
+
+
+def test_check_cluster_names_the_failing_node() -> None:
+    items = [
+        {"controller": "Slurmctld(primary) at hub is UP", "up": True},
+        {"node": "hub-node1", "state": "idle", "munge": "ok", "hub_api": "JupyterHub 6.1.1", "hub_api_ok": True,
+         "kernels": ["ir", "python3"]},
+        {"node": "hub-node2", "state": "down", "munge": None},
+        {"node": "hub-node3", "state": "idle", "munge": "ok", "hub_api": "Connection refused", "hub_api_ok": False,
+         "kernels": ["python3"]},
+    ]
+    sec = Section(0, "\n".join("@@hubvm-item " + json.dumps(i) for i in items))
+    found = {c.name: c for c in checks.check_cluster(sec)}
+    assert found["slurm controller"].passed is True
+    assert found["compute node hub-node1"].passed is True
+    assert (found["compute node hub-node2"].found, found["compute node hub-node2"].passed) == ("state down", False)
+    assert found["compute node hub-node3"].found == "hub's API: Connection refused; no kernel ir"
+    empty = checks.check_cluster(Section(0, '@@hubvm-item {"controller": "", "up": false}\n'
+                                            '@@hubvm-item {"error": "sinfo lists no compute node"}'))
+    assert [c.passed for c in empty] == [False, False] and empty[1].found == "sinfo lists no compute node"
+
+
+def test_a_cluster_hub_plans_the_cluster_checks_and_probes_its_nodes() -> None:
+    from hubvm.verify.probe import probe_script
+
+    cluster = settings_with(**{"hub.flavour": "pypi", "hub.spawner": "slurm"})
+    names = [c.name for c in checks.planned(cluster, "http://127.0.0.1:8080/hub/api")]
+    assert "slurm controller" in names and "compute nodes" in names
+    assert '"sinfo", "--Node"' in probe_script(cluster)
+    local = settings_with()
+    assert "slurm controller" not in [c.name for c in checks.planned(local, "http://x/hub/api")]
+    assert "sinfo" not in probe_script(local)

@@ -1,0 +1,66 @@
+"""The hub's Slurm cluster as the controller and each compute node see it, run on the hub as root: does slurmctld
+answer, what state is each node in, and does a one-line job on each node decode a munge credential made here, reach
+the hub's API (the address the users' servers use), and find the users' kernels. Arguments: the access settings
+file (the hub's URL for jobs), the users' environment. @hubvm-item JSON lines: the controller, then one per node."""
+
+import json
+import subprocess
+import sys
+
+USABLE = ("idle", "mixed", "allocated", "completing")
+HUB_API = ("import json, sys, urllib.request\n"
+           "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+           "print(json.load(opener.open(sys.argv[1], timeout=10)).get('version', ''))")
+
+
+def item(out: dict) -> None:
+    print("@@hubvm-item " + json.dumps(out), flush=True)
+
+
+def run(argv: list, stdin: str = "", timeout: float = 120) -> tuple:
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return 1, str(error)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def on_node(node: str, command: list, stdin: str = "") -> tuple:
+    """A one-line job on exactly that node (as root, a little memory and one core, given up on after 60 s)."""
+    return run(["srun", "--nodelist", node, "--nodes=1", "--ntasks=1", "--mem=100M", "--immediate=60", "--quiet",
+                *command], stdin)
+
+
+def last(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+with open(sys.argv[1]) as file:
+    access = json.load(file)
+user_env = sys.argv[2]
+status, text = run(["scontrol", "ping"])
+item({"controller": last(text), "up": status == 0 and " is UP" in text})
+status, listing = run(["sinfo", "--Node", "--noheader", "--format=%N %T"])
+states = {}
+for line in listing.splitlines():
+    name, _, state = line.strip().partition(" ")
+    if name:
+        states[name] = state.rstrip("*~#!%$@^-")
+for node, state in sorted(states.items()):
+    out = {"node": node, "state": state}
+    if state in USABLE:
+        _, credential = run(["munge", "--no-input"])
+        status, decoded = on_node(node, ["unmunge"], credential + "\n")
+        out["munge"] = "ok" if status == 0 and "STATUS:" in decoded and "Success" in decoded else last(decoded)
+        status, version = on_node(node, ["python3", "-c", HUB_API, access.get("cluster_hub_url", "")])
+        out["hub_api"] = f"JupyterHub {last(version)}" if status == 0 and last(version) else last(version)
+        out["hub_api_ok"] = status == 0 and bool(last(version))
+        status, listed = on_node(node, [f"{user_env}/bin/jupyter", "kernelspec", "list", "--json"])
+        try:
+            out["kernels"] = sorted(json.loads(listed[listed.index("{"):]).get("kernelspecs", {}))
+        except ValueError:
+            out["kernels_error"] = last(listed)
+    item(out)
+if not states:
+    item({"error": last(listing) or "sinfo lists no compute node"})
