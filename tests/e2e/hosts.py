@@ -287,6 +287,7 @@ class NspawnHost:
     log_path: Path
     user: str = "root"
     port: int = 22
+    options: tuple[str, ...] = ()  # more systemd-nspawn options (--bind=...), kept for restarts
 
     @property
     def addr(self) -> str:
@@ -402,6 +403,12 @@ def _wait_booted(host: NspawnHost, timeout: float) -> str:
         time.sleep(0.5)
 
 
+def power_off(host: NspawnHost) -> None:
+    """Stop the guest (by its nspawn PID), as a machine that goes away; `restart` boots it again."""
+    _stop(host.process)
+    _unmount_below(host.root)
+
+
 def restart(host: NspawnHost, boot_timeout: float = 120, log=print) -> None:
     """Power the guest off and boot it again from the same root filesystem (e.g. to see a first boot).
 
@@ -410,7 +417,7 @@ def restart(host: NspawnHost, boot_timeout: float = 120, log=print) -> None:
     started = time.monotonic()
     _stop(host.process)
     _unmount_below(host.root)
-    host.process = _start_nspawn(host.ns, host.root, host.log_path)
+    host.process = _start_nspawn(host.ns, host.root, host.log_path, host.options)
     state = _wait_booted(host, boot_timeout)
     log(f"guest: rebooted ({state}) in {time.monotonic() - started:.0f} s")
 
@@ -425,12 +432,14 @@ def nspawn_host(
     keep: bool = False,
     log=print,
     pristine: Path | None = None,
+    options: Sequence[str] = (),
 ) -> Iterator[NspawnHost]:
     """Boot a Debian 12 systemd-nspawn guest in ``ns`` and yield it once sshd answers and boot is finished.
 
     ``identity`` is a private key whose ``.pub`` is authorised for root. The cached root filesystem (or
     ``pristine``, another root filesystem) is copied to ``workdir/rootfs`` (deleted afterwards unless ``keep``).
-    The guest is stopped by its nspawn PID and its mounts checked, whatever happens in the block.
+    ``options`` are more systemd-nspawn options (``--bind=DIR:/home``). The guest is stopped by its nspawn PID and
+    its mounts checked, whatever happens in the block.
     """
     root = workdir / "rootfs"
     log_path = workdir / "nspawn.log"
@@ -442,8 +451,9 @@ def nspawn_host(
         _prepare_root(root, Path(f"{identity}.pub").read_text(), hostname)
         log(f"root filesystem: copied in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        process = _start_nspawn(ns, root, log_path)
-        host = NspawnHost(ns=ns, root=root, identity=identity, process=process, log_path=log_path)
+        process = _start_nspawn(ns, root, log_path, options)
+        host = NspawnHost(ns=ns, root=root, identity=identity, process=process, log_path=log_path,
+                          options=tuple(options))
         state = _wait_booted(host, boot_timeout)
         log(f"guest: booted ({state}) in {time.monotonic() - started:.0f} s at {ns.guest_addr}")
         yield host
