@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from tests.conftest import REPO
 
@@ -100,3 +101,7 @@ def test_the_node_filter_reads_names_addresses_and_facts() -> None:
         {"name": "n2", "address": "10.0.0.9", "cpus": 8, "memory_mb": 8000}]
     assert module.slurm_nodes(["b"], hostvars, 0.5, facts=False) == [{"name": "n2", "address": "10.0.0.9"}]
     assert set(module.FilterModule().filters()) == {"slurm_nodes"}
+    hostvars["c"] = {"slurm_node_name": "hub-node3", "ansible_host": "10.0.0.7"}  # unreachable: no facts
+    with pytest.raises(AnsibleFilterError, match=r"^compute node hub-node3 \(10\.0\.0\.7\) did not answer.*"
+                                                 r"start it, or take it out of cluster\.compute$"):
+        module.slurm_nodes(["a", "c"], hostvars, 0.5)

@@ -171,13 +171,15 @@ def check_cluster(sec: Section | None) -> list[Check]:
             problems.append(f"state {node.get('state')}")
         else:
             if node.get("munge") != "ok":
-                problems.append(f"munge: {node.get('munge')}")
-            if not node.get("hub_api_ok"):
+                problems.append(f"munge: {node.get('munge') or 'no answer'} (the other tests not tried)")
+            elif not node.get("hub_api_ok"):
                 problems.append(f"hub's API: {node.get('hub_api') or 'no answer'}")
             missing = sorted(set(KERNELS) - set(node.get("kernels", [])))
-            if missing:
+            if missing and node.get("munge") == "ok":
                 problems.append(node.get("kernels_error") or f"no kernel {', '.join(missing)}")
-        found = "; ".join(problems) if problems else f"{node['state']}, {node.get('hub_api')}, munge ok, kernels ok"
+        inside = f" (full: tested inside job {node['inside_job']})" if node.get("inside_job") else ""
+        working = f"{node['state']}{inside}, {node.get('hub_api')}, munge ok, kernels ok"
+        found = "; ".join(problems) if problems else working
         checks.append(Check(f"compute node {node['node']}", expected, found[:160], not problems))
     if not nodes:
         error = next((i["error"] for i in items if "error" in i), "no compute node listed")

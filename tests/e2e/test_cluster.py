@@ -142,6 +142,20 @@ def test_each_students_server_is_a_slurm_job_on_a_compute_node(cluster: Cluster,
         assert (f"jupyter-{student}", "RUNNING", host) in jobs, jobs  # Slurm put it where the kernel runs
 
 
+def test_verify_tests_a_full_node_inside_a_running_job(cluster: Cluster, passwords: dict[str, str]) -> None:
+    """Three 1-CPU servers on two 2-CPU nodes: one node is full (allocated), where no new job fits; verify still
+    tests it, as a step inside one of its jobs, and passes."""
+    listing = cluster.site.host.ssh("sinfo --Node --noheader --format='%N %T'").stdout
+    states = dict(line.split() for line in listing.splitlines() if line.strip())
+    full = [node for node, state in states.items() if state == "allocated"]
+    assert full, states
+    with cluster.site.stages.time("hubvm verify with a full compute node"):
+        run = cluster.site.invoke("verify", *cluster.site.target, timeout=600)
+    assert run.returncode == 0, run.tail()
+    for node in full:
+        assert re.search(rf"^compute node {node} .*tested inside job \d+.* pass$", run.output, re.MULTILINE), node
+
+
 def test_stopping_a_server_ends_its_job(cluster: Cluster, passwords: dict[str, str]) -> None:
     student = STUDENTS[2]
     hub = _login(cluster, student, passwords[student])
@@ -164,7 +178,7 @@ def test_a_node_that_goes_down_is_named_and_the_next_start_lands_on_the_other(cl
         while True:
             run = cluster.site.invoke("verify", *cluster.site.target, timeout=600)
             row = next((line for line in run.output.splitlines() if line.startswith(f"compute node {on}")), "")
-            if run.returncode == 1 and row.endswith("FAIL"):
+            if run.returncode == 1 and row.endswith("FAIL") and "state down" in row:
                 break
             assert time.monotonic() < deadline, run.tail()
             time.sleep(5)

@@ -1,7 +1,10 @@
 """The hub's Slurm cluster as the controller and each compute node see it, run on the hub as root: does slurmctld
 answer, what state is each node in, and does a one-line job on each node decode a munge credential made here, reach
-the hub's API (the address the users' servers use), and find the users' kernels. Arguments: the access settings
-file (the hub's URL for jobs), the users' environment. @hubvm-item JSON lines: the controller, then one per node."""
+the hub's API (the address the users' servers use), and find the users' kernels. A node whose every core is taken
+(state allocated: a class's servers fill it) runs the test as a step inside one of its running jobs (srun --overlap,
+as root), since no new job fits there; a node whose first test fails is not tried twice more. Arguments: the access
+settings file (the hub's URL for jobs), the users' environment. @hubvm-item JSON lines: the controller, then one
+per node."""
 
 import json
 import subprocess
@@ -25,10 +28,18 @@ def run(argv: list, stdin: str = "", timeout: float = 120) -> tuple:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-def on_node(node: str, command: list, stdin: str = "") -> tuple:
-    """A one-line job on exactly that node (as root, a little memory and one core, given up on after 60 s)."""
-    return run(["srun", "--nodelist", node, "--nodes=1", "--ntasks=1", "--mem=100M", "--immediate=60", "--quiet",
-                *command], stdin)
+def on_node(node: str, command: list, stdin: str = "", job: str = "") -> tuple:
+    """A one-line job on exactly that node (as root, a little memory and one core, given up on after 60 s), or a
+    step inside the running job `job` there, sharing its resources."""
+    where = ["--jobid", job, "--overlap"] if job else ["--mem=100M", "--immediate=60"]
+    return run(["srun", *where, "--nodelist", node, "--nodes=1", "--ntasks=1", "--quiet", *command], stdin, 60)
+
+
+def running_job(node: str) -> str:
+    """One job running on the node, for a test step when no new job fits."""
+    _, listed = run(["squeue", "--noheader", "--states=RUNNING", f"--nodelist={node}", "--format=%A"])
+    jobs = [line.strip() for line in listed.splitlines() if line.strip().isdigit()]
+    return jobs[0] if jobs else ""
 
 
 def last(text: str) -> str:
@@ -50,13 +61,19 @@ for line in listing.splitlines():
 for node, state in sorted(states.items()):
     out = {"node": node, "state": state}
     if state in USABLE:
+        job = running_job(node) if state == "allocated" else ""
+        if job:
+            out["inside_job"] = job
         _, credential = run(["munge", "--no-input"])
-        status, decoded = on_node(node, ["unmunge"], credential + "\n")
+        status, decoded = on_node(node, ["unmunge"], credential + "\n", job)
         out["munge"] = "ok" if status == 0 and "STATUS:" in decoded and "Success" in decoded else last(decoded)
-        status, version = on_node(node, ["python3", "-c", HUB_API, access.get("cluster_hub_url", "")])
+        if out["munge"] != "ok":
+            item(out)
+            continue
+        status, version = on_node(node, ["python3", "-c", HUB_API, access.get("cluster_hub_url", "")], "", job)
         out["hub_api"] = f"JupyterHub {last(version)}" if status == 0 and last(version) else last(version)
         out["hub_api_ok"] = status == 0 and bool(last(version))
-        status, listed = on_node(node, [f"{user_env}/bin/jupyter", "kernelspec", "list", "--json"])
+        status, listed = on_node(node, [f"{user_env}/bin/jupyter", "kernelspec", "list", "--json"], "", job)
         try:
             out["kernels"] = sorted(json.loads(listed[listed.index("{"):]).get("kernelspecs", {}))
         except ValueError:
