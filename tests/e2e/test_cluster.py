@@ -153,7 +153,8 @@ def test_verify_tests_a_full_node_inside_a_running_job(cluster: Cluster, passwor
         run = cluster.site.invoke("verify", *cluster.site.target, timeout=600)
     assert run.returncode == 0, run.tail()
     for node in full:
-        assert re.search(rf"^compute node {node} .*tested inside job \d+.* pass$", run.output, re.MULTILINE), node
+        row = rf"^compute node {node} .*tested inside job \d+ of jupyter-\w+\).* pass$"
+        assert re.search(row, run.output, re.MULTILINE), node
 
 
 def test_stopping_a_server_ends_its_job(cluster: Cluster, passwords: dict[str, str]) -> None:

@@ -2,9 +2,9 @@
 answer, what state is each node in, and does a one-line job on each node decode a munge credential made here, reach
 the hub's API (the address the users' servers use), and find the users' kernels. A node whose every core is taken
 (state allocated: a class's servers fill it) runs the test as a step inside one of its running jobs (srun --overlap,
-as root), since no new job fits there; a node whose first test fails is not tried twice more. Arguments: the access
-settings file (the hub's URL for jobs), the users' environment. @hubvm-item JSON lines: the controller, then one
-per node."""
+as that job's owner: Slurm lets no one else, root included, start a step in a job), since no new job fits there; a
+node whose first test fails is not tried twice more. Arguments: the access settings file (the hub's URL for jobs),
+the users' environment. @hubvm-item JSON lines: the controller, then one per node."""
 
 import json
 import subprocess
@@ -28,18 +28,20 @@ def run(argv: list, stdin: str = "", timeout: float = 120) -> tuple:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-def on_node(node: str, command: list, stdin: str = "", job: str = "") -> tuple:
+def on_node(node: str, command: list, stdin: str = "", job: tuple = ()) -> tuple:
     """A one-line job on exactly that node (as root, a little memory and one core, given up on after 60 s), or a
-    step inside the running job `job` there, sharing its resources."""
-    where = ["--jobid", job, "--overlap"] if job else ["--mem=100M", "--immediate=60"]
-    return run(["srun", *where, "--nodelist", node, "--nodes=1", "--ntasks=1", "--quiet", *command], stdin, 60)
+    step inside the running job `job` (id, owner) there, sharing its resources, run as its owner."""
+    where = ["--jobid", job[0], "--overlap"] if job else ["--mem=100M", "--immediate=60"]
+    owner = ["runuser", "-u", job[1], "--"] if job else []
+    return run([*owner, "srun", *where, "--nodelist", node, "--nodes=1", "--ntasks=1", "--quiet", *command], stdin,
+               60)
 
 
-def running_job(node: str) -> str:
-    """One job running on the node, for a test step when no new job fits."""
-    _, listed = run(["squeue", "--noheader", "--states=RUNNING", f"--nodelist={node}", "--format=%A"])
-    jobs = [line.strip() for line in listed.splitlines() if line.strip().isdigit()]
-    return jobs[0] if jobs else ""
+def running_job(node: str) -> tuple:
+    """One job running on the node (id, owner), for a test step when no new job fits."""
+    _, listed = run(["squeue", "--noheader", "--states=RUNNING", f"--nodelist={node}", "--format=%A %u"])
+    jobs = [tuple(line.split()) for line in listed.splitlines() if len(line.split()) == 2 and line.split()[0].isdigit()]
+    return jobs[0] if jobs else ()
 
 
 def last(text: str) -> str:
@@ -61,9 +63,9 @@ for line in listing.splitlines():
 for node, state in sorted(states.items()):
     out = {"node": node, "state": state}
     if state in USABLE:
-        job = running_job(node) if state == "allocated" else ""
+        job = running_job(node) if state == "allocated" else ()
         if job:
-            out["inside_job"] = job
+            out["inside_job"] = f"{job[0]} of {job[1]}"
         _, credential = run(["munge", "--no-input"])
         status, decoded = on_node(node, ["unmunge"], credential + "\n", job)
         out["munge"] = "ok" if status == 0 and "STATUS:" in decoded and "Success" in decoded else last(decoded)
