@@ -56,11 +56,12 @@ def box_disk(s: Settings, unpacked: Path) -> Path:
 
 
 def lay_out_ovf(s: Settings, unpacked: Path, partial: Path) -> None:
-    """OVF + VMDK (a folder) and/or the OVA (a tar whose first member is the OVF descriptor) from a VirtualBox box."""
+    """OVF + VMDK (a folder) and/or the OVA (a tar whose first member is the OVF descriptor) from a VirtualBox box
+    (other providers' disks become an OVF package in hubvm.ovf)."""
     ovf = next(iter(sorted(unpacked.glob("*.ovf"))), None)
     if ovf is None:
-        raise UserError(f"the packaged box holds no OVF ({unpacked}); export.formats ovf/ova need vm.provider "
-                        "virtualbox")
+        raise UserError(f"the packaged box holds no OVF ({unpacked}), which vagrant package of a VirtualBox box "
+                        "makes; see builds/logs/export.log")
     members = [ovf, *sorted(unpacked.glob("*.vmdk"))]
     if "ova" in s.export.formats:
         with tarfile.open(partial / f"{s.vm.name}.ova", "w", format=tarfile.USTAR_FORMAT) as ova:

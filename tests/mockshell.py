@@ -72,6 +72,7 @@ def step_commands(bin_dir: Path) -> list[re.Pattern[str]]:
         r"^mke2fs -q -F -t ext4 -L root -U [0-9a-f-]+ -d \S+ -E offset=\d+ \S+ \d+k$",
         rf"^{tool['qemu-img']} convert -f raw -O qcow2 \S+ \S+$",
         rf"^{cd}{tool['qemu-img']} convert (-c )?-O qcow2( -o compression_type=zstd)? \S+ \S+$",
+        rf"^({cd})?{tool['qemu-img']} convert -f (raw|qcow2) -O vmdk -o subformat=streamOptimized \S+ \S+$",
         r"^rm -rf \S+ \S+$",
         rf"^{cd}tar -xzf \S+ -C \S+$",
         rf"^{cd}{tool['ansible-playbook']} -i .* ansible/playbook\.yml$",

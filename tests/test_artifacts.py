@@ -18,6 +18,9 @@ def test_artifact_paths_follow_the_formats(project: Path) -> None:
     s = settings_with(project, **{"export.formats": ["ova", "qcow2"]})
     names = [p.name for p in artifacts.artifact_paths(s, Layout.of(s))]
     assert names == ["jupyterhub-vm.box", "SHA256SUMS", "manifest.json", "jupyterhub-vm.ova", "jupyterhub-vm.qcow2"]
+    libvirt = settings_with(project, **{"vm.provider": "libvirt", "export.formats": ["qcow2", "ova", "ovf"]})
+    assert [p.name for p in artifacts.artifact_paths(libvirt, Layout.of(libvirt))][3:] == [
+        "jupyterhub-vm.qcow2", "jupyterhub-vm.ova", "ovf"]  # made by hubvm.ovf from the box's disk
 
 
 def test_the_ova_starts_with_its_descriptor_and_the_ovf_folder_holds_the_same(project: Path, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_profile_adds_the_key_and_the_host_cas_to_the_shipped_profile(tmp_path: 
     (tmp_path / "proxy.crt").write_text("PEM")
     monkeypatch.setattr(full_build, "HOST_CA_DIR", tmp_path)
     data = yaml.safe_load(full_build.profile_text(Path("/k/id.pub")))
-    assert data["export"] == {"formats": ["qcow2"], "compression": "zstd", "ssh_public_key": "/k/id.pub"}
+    assert data["export"] == {"formats": ["qcow2", "ova"], "compression": "zstd", "ssh_public_key": "/k/id.pub"}
     assert data["guest"]["ca_certificates"] == [str(tmp_path / "proxy.crt")]
     assert (data["vm"]["provider"], data["image"]["source"], data["hub"]["flavour"]) == ("libvirt", "mirror", "pypi")
 
@@ -57,6 +57,27 @@ def test_domain_xml_is_a_qemu_domain_on_the_test_network() -> None:
     assert root.get("type") == "qemu"
     assert root.find("devices/disk/source").get("file") == "/var/lib/libvirt/images/c1.qcow2"
     assert root.find("devices/interface/source").get("network") == full_build.NETWORK
+
+
+def test_the_ova_copy_runs_on_virtualbox_hardware_an_ahci_disk_and_an_e1000() -> None:
+    copy = full_build.Copy("copy3", Path("/var/lib/libvirt/images/c3.qcow2"), hardware="virtualbox")
+    devices = ET.fromstring(full_build.domain_xml(copy)).find("devices")
+    assert devices.find("controller").attrib == {"type": "sata", "index": "0"}
+    assert devices.find("disk/target").attrib == {"dev": "sda", "bus": "sata"}
+    assert devices.find("interface/model").get("type") == "e1000"
+    copy.facts = {"disk": "sda", "disk_driver": "ahci", "nic": "enp0s3", "nic_driver": "e1000"}
+    assert full_build.hardware_problems(copy) == []
+    copy.facts.update(disk_driver="virtio-pci", nic="eth0")
+    assert full_build.hardware_problems(copy) == ["copy3: the disk sda hangs off virtio-pci, not ahci",
+                                                  "copy3: the NIC is eth0 (e1000), not an e1000 en*"]
+    virtio = ET.fromstring(full_build.domain_xml(full_build.Copy("c1", Path("/c1.qcow2")))).find("devices")
+    assert virtio.find("controller") is None and virtio.find("disk/target").get("bus") == "virtio"
+
+
+def test_three_copies_are_compared_pair_by_pair() -> None:
+    three = [*copies(facts("k1", "m1", "c1"), facts("k2", "m2", "c2")),
+             full_build.Copy("c", Path("c.qcow2"), facts=facts("k1", "m3", "c3"))]
+    assert full_build.clone_problems(three) == ["a and c have the same host_key"]
 
 
 def test_the_libvirt_namespace_takes_a_free_30_of_its_own_pool(monkeypatch) -> None:

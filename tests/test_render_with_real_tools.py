@@ -94,7 +94,7 @@ class Case:
         if self.source:
             overrides["image"] = {"source": self.source}
         if dict(self.vm).get("provider") == "libvirt":
-            overrides["export"] = {"formats": ["qcow2"]}  # ovf and ova are VirtualBox's
+            overrides["export"] = {"formats": ["qcow2"]}  # as a libvirt profile exports (ova would render the same)
         if self.guest:
             overrides["guest"] = guest_settings(dict(self.vm)["os"])
             overrides.setdefault("export", {})["ssh_public_key"] = "admin.pub"

@@ -221,7 +221,8 @@ SETTINGS: tuple[Setting, ...] = (
        "must trust (a TLS-intercepting proxy's CA)", BOX),
     # export
     _s("export.formats", LIST, list_of(choice("ovf", "ova", "qcow2"), allow_empty=False), "what builds/vm/ holds: "
-       "ovf (OVF + VMDK) | ova | qcow2 (libvirt, OpenStack)", APPLIANCE),
+       "ovf (OVF + VMDK, a folder) | ova (the same in one file; both import into VirtualBox, from any provider and "
+       "build mode) | qcow2 (libvirt, OpenStack)", APPLIANCE),
     _s("export.compression", TEXT, choice("zlib", "zstd", "none"), "the qcow2's compression: zlib (any QEMU) | zstd "
        "(about 5x faster to make; QEMU >= 5.1) | none", APPLIANCE),
     _s("export.ssh_user", TEXT, text(UNIX_NAME, "use a Unix login name such as hubadmin (not root or a system "

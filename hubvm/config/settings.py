@@ -127,9 +127,6 @@ def _cross_checks(s: Settings) -> None:
     if s.image.url and not s.image.checksum:
         raise ConfigError("image.checksum", "", "is empty while image.url is set",
                           'give "sha256:<hex>" or "file:<URL of a SHA256SUMS>"')
-    if s.vm.provider == "libvirt" and {"ovf", "ova"} & set(s.export.formats):
-        raise ConfigError("export.formats", list(s.export.formats), "ovf and ova come from VirtualBox builds",
-                          "use [qcow2] with vm.provider libvirt")
     if s.export.ssh_user == s.ssh.user and not s.export.keep_vagrant_access:
         raise ConfigError("export.ssh_user", s.export.ssh_user, "is the build user the export removes",
                           "pick another name such as hubadmin")
@@ -159,14 +156,17 @@ def _cluster_checks(s: Settings) -> None:
 
 
 def _native_checks(s: Settings) -> None:
-    """A native build starts from the mirror's tree, makes a qcow2 and a libvirt box, and logs into the exported
-    image as export.ssh_user to verify it."""
+    """A native build starts from the mirror's tree, makes a qcow2 and a libvirt box (and, for VirtualBox, an OVA or
+    OVF from the same disk), and logs into the exported image as export.ssh_user to verify it."""
     if s.image.source != "mirror":
         raise ConfigError("image.source", s.image.source, "is not mirror, and build.mode native starts from the "
                           "tree mmdebstrap makes", "set image.source mirror, or build.mode vm")
-    if s.vm.provider != "libvirt" or set(s.export.formats) - {"qcow2"}:
-        raise ConfigError("export.formats", list(s.export.formats), "build.mode native makes a qcow2 and a "
-                          "vagrant-libvirt box", "set vm.provider libvirt and export.formats [qcow2]")
+    if s.vm.provider != "libvirt":
+        raise ConfigError("vm.provider", s.vm.provider, "build.mode native makes a vagrant-libvirt box (and, with "
+                          "export.formats ova, an OVA for VirtualBox)", "set vm.provider libvirt")
+    if "qcow2" not in s.export.formats:
+        raise ConfigError("export.formats", list(s.export.formats), "lacks qcow2, the disk build.mode native boots "
+                          "to verify the appliance and puts in its box", "add qcow2, such as [qcow2, ova]")
     if s.export.ssh_public_key is None:
         raise ConfigError("export.ssh_public_key", "", "is empty, and build.mode native verifies the exported image "
                           "over SSH as export.ssh_user", "give a public key (and ssh.identity its private key when "

@@ -89,7 +89,8 @@ def needs(task: str, s: Any) -> list[str]:
         "provision-vagrant": ["vagrant", "ansible_playbook"],
         "export": ["vagrant", "ansible_playbook", *provider]
         + ([*GUESTFS_COMMANDS, "libguestfs appliance"] if libvirt else [])
-        + (["qemu_img"] if "qcow2" in s.export.formats else []),
+        + (["qemu_img"] if "qcow2" in s.export.formats or (libvirt and {"ova", "ovf"} & set(s.export.formats))
+           else []),  # a libvirt box's disk becomes the OVA's VMDK with qemu-img (hubvm.ovf)
     }
     table["publish"] = ["qemu_img"] if s.publish.disk_format == "raw" else []
     table["all"] = table["pack"] + table["up"] + table["export"]

@@ -6,7 +6,8 @@
        cleanup role (as `export` runs it: first boot armed, per-copy secrets removed); the container stops
     -> what vagrant-libvirt's `vagrant package` does to the disk (virt-sysprep's default operations), on the tree
     -> a bootable disk from the tree: MBR, ext4 by `mke2fs -d`, GRUB written without loop device or mount
-       (hubvm.bootdisk) -> compressed qcow2, and a vagrant-libvirt box (hubvm.libvirt_box)
+       (hubvm.bootdisk) -> compressed qcow2, and a vagrant-libvirt box (hubvm.libvirt_box); with export.formats
+       ova/ovf, the same raw disk as the streamOptimized VMDK of an OVF package for VirtualBox (hubvm.ovf)
     -> one boot of a throwaway overlay of that qcow2 under QEMU (hubvm.qemuboot) and `hubvm verify` on it
     -> only then: SHA256SUMS and manifest.json, and builds/vm/ replaced, as `export` leaves it.
 
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubvm import baseimage, digests, guest, render
-from hubvm.artifacts import qcow2_options, size, write_checksums_and_manifest
+from hubvm import baseimage, digests, guest, ovf, render
+from hubvm.artifacts import artifact_paths, qcow2_options, size, write_checksums_and_manifest
 from hubvm.config.settings import Settings
 from hubvm.errors import UserError
 from hubvm.host import tools
@@ -294,7 +295,8 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
             _provision(sh, s, layout, paths, stage)
         with stage("image tree (virt-sysprep's operations, first boot armed)") as details:
             _image_tree(sh, paths, details)
-        with stage("disk (GRUB, ext4, compressed qcow2)") as details:
+        packaged = sorted({"ova", "ovf"} & set(s.export.formats))
+        with stage(f"disk (GRUB, ext4, compressed qcow2{''.join(f', {f.upper()}' for f in packaged)})") as details:
             sh.run(f"rm -rf {q(partial)} && mkdir -p {q(partial)}")
             _disk(sh, s, paths, root_uuid, qcow2, details)
         with stage("vagrant-libvirt box"):
@@ -316,8 +318,7 @@ def build(sh: Runner, s: Settings, layout: Layout, verify: Verify, versions: Map
         for path in (paths.work, partial):
             sh.run(f"rm -rf {q(path)}", warn=True)
         raise
-    artifacts = [layout.vm_dir / name for name in (qcow2.name, box.name, "SHA256SUMS", "manifest.json")]
-    return NativeBuild(layout.vm_dir, artifacts, stage.results)
+    return NativeBuild(layout.vm_dir, artifact_paths(s, layout), stage.results)
 
 
 def _base_tree(sh: Runner, s: Settings, layout: Layout, paths: NativePaths, root_uuid: str) -> None:
@@ -449,11 +450,18 @@ def _disk(sh: Runner, s: Settings, paths: NativePaths, root_uuid: str, qcow2: Pa
     made = time.monotonic()
     sh.run(f"{q(_tool(s, 'qemu_img'))} convert -f raw {qcow2_options(s.export.compression)} {q(paths.raw)} "
            f"{q(qcow2)}")  # as export does
+    converted = time.monotonic()
+    packaged = {"ova", "ovf"} & set(s.export.formats)
+    if packaged:  # from the raw disk, the qcow2's own source: the verify boot's disk holds the same content
+        ovf.make(sh, _tool(s, "qemu_img"), paths.raw, "raw", qcow2.parent, ovf.Appliance.of(s), packaged)
     if not sh.dry:
         used = sh.probe(f"du -sB1 {q(paths.raw)}")  # the blocks written, not the sparse size
         data = (getattr(used, "stdout", "") or "0").split()[0]
         details.append(f"ext4 and GRUB {duration(made - started)} ({int(data) / 1024**3:.2f} GiB of data), "
-                       f"compressed qcow2 {duration(time.monotonic() - made)}")
+                       f"compressed qcow2 {duration(converted - made)}")
+        if packaged:
+            details.append(f"{' and '.join(sorted(f.upper() for f in packaged))} (streamOptimized VMDK, "
+                           f"descriptor, manifest) {duration(time.monotonic() - converted)}")
     sh.run(f"rm -rf {q(paths.raw)} {q(tree)}")
 
 

@@ -7,7 +7,7 @@ import re
 import shutil
 from typing import Any
 
-from hubvm import digests
+from hubvm import digests, ovf
 from hubvm.artifacts import artifact_paths, box_disk, lay_out_ovf, qcow2_options, size, write_checksums_and_manifest
 from hubvm.config.settings import Settings
 from hubvm.errors import UserError
@@ -77,10 +77,14 @@ def convert_disks(sh: Shell, s: Settings, partial: Any) -> None:
     others = set(s.export.formats) - {"qcow2"}
     if not others:
         return
+    if s.vm.provider == "libvirt":  # box.img, a qcow2, becomes the VMDK of an OVF package for VirtualBox
+        ovf.make(sh, tools.command(s, "qemu_img"), disk, "qcow2", partial, ovf.Appliance.of(s), others,
+                 project_dir=s.project_dir)
+        return
     if sh.dry:
         for fmt in sorted(others):
             sh.say(f"[dry run] would lay out {fmt} from {rel(unpacked, s.project_dir)}")
         return
-    lay_out_ovf(s, unpacked, partial)
+    lay_out_ovf(s, unpacked, partial)  # VirtualBox's own OVF and VMDK, as vagrant package made them
 
 

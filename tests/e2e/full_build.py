@@ -16,10 +16,15 @@
    /usr/local/share/ca-certificates/*.crt) as guest.ca_certificates, and build.mode;
 4. boots two copies of the exported qcow2 as fresh VMs (copy-on-write overlays) and, on each, runs
    `hubvm verify --host hubadmin@ADDRESS --identity KEY` (on the second copy as soon as SSH answers: verify
-   waits for the hub's first start), then checks clone safety: their SSH host keys, machine-id, hub cookie
-   secret, admin passwords and self-signed certificate differ; the build login and password logins are gone;
-   neither Vagrant's insecure key nor the box's vagrant_private_key (if the box has one) opens a login; and
-   SHA256SUMS of builds/vm/ still holds after both boots;
+   waits for the hub's first start); when the profile's export.formats include ova, first reads the OVA as
+   VirtualBox's importer reads it (tests/ovf_reader.py), compares its VMDK with the qcow2 (`qemu-img compare`),
+   and boots a third copy from that VMDK (an overlay with `-F vmdk`) on VirtualBox's hardware as QEMU has it
+   (libvirt's sata bus: the disk on an ich9-ahci controller, QEMU's `ahci`, as ide-hd; an e1000 NIC), verified
+   the same way, the guest's own view of its disk controller and NIC driver checked (ahci, e1000); then checks
+   clone safety: the copies' SSH host keys, machine-id, hub cookie secret, admin passwords and self-signed
+   certificate differ; the build login and password logins are gone; neither Vagrant's insecure key nor the
+   box's vagrant_private_key (if the box has one) opens a login; and SHA256SUMS of builds/vm/ still holds after
+   the boots;
 5. writes a table of step durations and artifact sizes to builds/logs/full-build-<mode>-<time>.md and prints it;
 6. tears everything down (VMs, daemons by PID, nft table, veth, namespace), after a failure too.
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -47,6 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests import ovf_reader
 from tests.e2e.hosts import checksum_mismatches, remove_stale_namespaces
 from tests.e2e.libvirt_host import PREFIX as LIBVIRT_PREFIX
 from tests.e2e.libvirt_host import LibvirtNamespace
@@ -73,6 +80,15 @@ SELF_SIGNED = "/etc/hubvm/tls/self-signed.crt"           # hub_https self-signed
 HUB_PROBE = ("python3 -c \"import ssl, urllib.request; urllib.request.urlopen('http://127.0.0.1:80/hub/api', "
              "timeout=5, context=ssl._create_unverified_context())\"")
 BOOT_WAIT = 900  # seconds for a fresh copy to answer SSH (TCG, first boot makes keys)
+OVA_DIR = PROJECT / "builds" / "e2e" / "ova"  # the exported OVA's members, read and extracted (export.formats ova)
+# The guest's own view of its hardware: the driver of the PCI device its disk hangs off (ahci, virtio-pci) and of
+# the NIC its default route leaves by (e1000, virtio_net), and that NIC's name
+HARDWARE_FACTS = (
+    "disk=$(ls /sys/block | grep -E '^(sd|vd)' | head -n1); "
+    "pci=$(readlink -f /sys/block/$disk | sed -E 's#^(/sys/devices/pci[^/]+/[^/]+)/.*#\\1#'); "
+    "echo disk=$disk; echo disk_driver=$(basename \"$(readlink -f $pci/driver)\"); "
+    "nic=$(ip -o route show default | awk '{print $5; exit}'); echo nic=$nic; "
+    "echo nic_driver=$(basename \"$(readlink -f /sys/class/net/$nic/device/driver)\")")
 
 
 @dataclass
@@ -160,22 +176,30 @@ def ssh_argv(key: Path, user: str, address: str, known_hosts: Path, command: str
 
 @dataclass
 class Copy:
-    """One fresh VM booted from the exported qcow2 through a copy-on-write overlay."""
+    """One fresh VM booted from an exported disk through a copy-on-write overlay: the qcow2 on virtio (as libvirt
+    and OpenStack run it), or the OVA's VMDK on VirtualBox's hardware (hardware "virtualbox")."""
 
     name: str
     overlay: Path
     address: str = ""
     facts: dict[str, str] = field(default_factory=dict)
+    backing: Path | None = None
+    backing_format: str = "qcow2"
+    hardware: str = "virtio"
 
 
 def domain_xml(copy: Copy) -> str:
+    """libvirt's domain; "virtualbox" hardware is what the OVA asks VirtualBox for: the disk on port 0 of an AHCI
+    controller (libvirt's sata bus: QEMU's ich9-ahci with an ide-hd on it) and an E1000 adapter."""
+    bus, target, model = ("sata", "sda", "e1000") if copy.hardware == "virtualbox" else ("virtio", "vda", "virtio")
+    controller = "<controller type='sata' index='0'/>\n" if bus == "sata" else ""
     return f"""<domain type='qemu'><name>{copy.name}</name><memory unit='MiB'>2048</memory><vcpu>2</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><features><acpi/><apic/></features>
 <cpu mode='host-model'/>
 <devices>
-<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{copy.overlay}'/>
-<target dev='vda' bus='virtio'/></disk>
-<interface type='network'><source network='{NETWORK}'/><model type='virtio'/></interface>
+{controller}<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{copy.overlay}'/>
+<target dev='{target}' bus='{bus}'/></disk>
+<interface type='network'><source network='{NETWORK}'/><model type='{model}'/></interface>
 <serial type='file'><source path='{copy.overlay.with_suffix(".console.log")}'/><target port='0'/></serial>
 </devices></domain>"""
 
@@ -207,7 +231,8 @@ def guest_facts(ns: LibvirtNamespace, ssh: list[str]) -> dict[str, str]:
               f"echo admin_passwords=$(sudo sha256sum {ADMIN_PASSWORDS} | cut -d' ' -f1); "
               f"echo certificate=$(openssl x509 -in {SELF_SIGNED} -noout -fingerprint -sha256 | cut -d= -f2); "
               f"echo build_user=$(getent passwd {BUILD_USER} >/dev/null && echo present || echo absent); "
-              "echo password_auth=$(sudo sshd -T | awk '$1==\"passwordauthentication\"{print $2}')")
+              "echo password_auth=$(sudo sshd -T | awk '$1==\"passwordauthentication\"{print $2}'); "
+              + HARDWARE_FACTS)
     out = ns.run([*ssh[:-1], script], check=False)
     if out.returncode != 0:
         raise StepFailed(f"reading the clone facts failed: {out.stderr.strip()}")
@@ -277,14 +302,19 @@ def run(args: argparse.Namespace, record: Record) -> None:
         exported = PROJECT / "builds" / "vm" / f"{vm_name()}.qcow2"
         if not exported.is_file():
             raise StepFailed(f"hubvm all wrote no {exported}")
+        copies = [Copy(f"hvb-e2e-copy{i}", state / "lib" / "images" / f"copy{i}.qcow2", backing=exported)
+                  for i in (1, 2)]
+        if "ova" in profile_formats():
+            vmdk = check_ova(record, OVA_DIR, exported)
+            copies.append(Copy("hvb-e2e-copy3-ova", state / "lib" / "images" / "copy3-ova.qcow2", backing=vmdk,
+                               backing_format="vmdk", hardware="virtualbox"))
         ns.run([*VIRSH, "net-create", "/dev/stdin"], input=NETWORK_XML)
-        copies = [Copy(f"hvb-e2e-copy{i}", state / "lib" / "images" / f"copy{i}.qcow2") for i in (1, 2)]
         for copy in copies:
             t = time.monotonic()
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(exported), "-F", "qcow2",
-                            str(copy.overlay)], check=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(copy.backing), "-F",
+                            copy.backing_format, str(copy.overlay)], check=True)
             # The file is seen at /var/lib/libvirt/images inside the namespace
-            inside = Copy(copy.name, Path("/var/lib/libvirt/images") / copy.overlay.name)
+            inside = Copy(copy.name, Path("/var/lib/libvirt/images") / copy.overlay.name, hardware=copy.hardware)
             ns.run([*VIRSH, "create", "/dev/stdin"], input=domain_xml(inside))
             deadline = time.monotonic() + BOOT_WAIT
             copy.address = wait_for_address(ns, copy, deadline)
@@ -294,13 +324,14 @@ def run(args: argparse.Namespace, record: Record) -> None:
             wait_for_ssh(ns, ssh, deadline)
             ssh_seconds = time.monotonic() - t
             # The hub starts after sshd (first boot: new secrets and database). The first copy is verified once
-            # its hub answers (which times the hub's start); the second as soon as SSH answers, so verify itself
+            # its hub answers (which times the hub's start); the others as soon as SSH answers, so verify itself
             # must wait for the starting hub.
             if copy is copies[0]:
                 wait_for_ssh(ns, [*ssh[:-1], HUB_PROBE], deadline)
             record.step(f"boot {copy.name}", "ran", time.monotonic() - t,
                         f"{copy.address}; SSH as {ADMIN} after {minutes(ssh_seconds)}"
-                        + (", then the hub API" if copy is copies[0] else ""))
+                        + (", then the hub API" if copy is copies[0] else "")
+                        + (f"; from the OVA's VMDK, {copy.hardware} hardware" if copy.hardware != "virtio" else ""))
 
             t = time.monotonic()
             log = logs / f"e2e-{stamp}-verify-{copy.name}.log"
@@ -311,6 +342,12 @@ def run(args: argparse.Namespace, record: Record) -> None:
             if status:
                 raise StepFailed(f"hubvm verify failed on {copy.name}")
             copy.facts = guest_facts(ns, ssh)
+            problems = hardware_problems(copy)
+            record.step(f"hardware the guest sees ({copy.name})", "failed" if problems else "passed", 0.0,
+                        "; ".join(problems) or ", ".join(f"{k} {copy.facts.get(k)}" for k in
+                                                         ("disk", "disk_driver", "nic", "nic_driver")))
+            if problems:
+                raise StepFailed("; ".join(problems))
 
         t = time.monotonic()
         problems = clone_problems(copies)
@@ -325,10 +362,55 @@ def run(args: argparse.Namespace, record: Record) -> None:
 
         t = time.monotonic()
         mismatches = checksum_mismatches(PROJECT / "builds" / "vm")
-        record.step("the export after both boots", "failed" if mismatches else "passed", time.monotonic() - t,
+        record.step("the export after the boots", "failed" if mismatches else "passed", time.monotonic() - t,
                     mismatches or "SHA256SUMS holds (the copies wrote only to their overlays)")
         if mismatches:
             raise StepFailed("SHA256SUMS of builds/vm/ no longer holds after the boots")
+
+
+def profile_formats() -> list[str]:
+    """export.formats of the shipped profile (the test's profile adds only this machine's part)."""
+    import yaml
+
+    return list(yaml.safe_load((PROJECT / PROFILE).read_text())["export"]["formats"])
+
+
+def check_ova(record: Record, into: Path, qcow2: Path) -> Path:
+    """The exported OVA read as VirtualBox's importer reads it (members extracted into `into`), and its VMDK
+    compared with the qcow2 the copies boot; returns the VMDK."""
+    ova = PROJECT / "builds" / "vm" / f"{vm_name()}.ova"
+    if not ova.is_file():
+        raise StepFailed(f"export.formats has ova, and hubvm all wrote no {ova}")
+    shutil.rmtree(into, ignore_errors=True)
+    t = time.monotonic()
+    package = ovf_reader.read_ova(ova, into)
+    record.step("the OVA, read as VirtualBox's importer reads it", "failed" if package.problems else "passed",
+                time.monotonic() - t, "; ".join(package.problems) or f"{', '.join(package.names)}; descriptor, "
+                "hardware, manifest and VMDK as the importer wants them")
+    if package.problems:
+        raise StepFailed("; ".join(package.problems))
+    [vmdk] = package.vmdks
+    t = time.monotonic()
+    compared = ovf_reader.compare(vmdk, qcow2, "qcow2")
+    same = compared.returncode == 0 and "Images are identical" in compared.stdout
+    record.step("the OVA's VMDK against the exported qcow2 (qemu-img compare)", "passed" if same else "failed",
+                time.monotonic() - t, (compared.stdout + compared.stderr).strip()[:200])
+    if not same:
+        raise StepFailed(f"the OVA's VMDK differs from {qcow2.name}: {compared.stdout.strip()}")
+    return vmdk
+
+
+def hardware_problems(copy: Copy) -> list[str]:
+    """A copy booted on VirtualBox's hardware must have found it: its disk through AHCI, an e1000 NIC named en*."""
+    if copy.hardware != "virtualbox":
+        return []
+    facts = copy.facts
+    problems = []
+    if facts.get("disk_driver") != "ahci":
+        problems.append(f"{copy.name}: the disk {facts.get('disk')} hangs off {facts.get('disk_driver')}, not ahci")
+    if facts.get("nic_driver") != "e1000" or not facts.get("nic", "").startswith("en"):
+        problems.append(f"{copy.name}: the NIC is {facts.get('nic')} ({facts.get('nic_driver')}), not an e1000 en*")
+    return problems
 
 
 def profile_text(public_key: Path, mode: str = "vm") -> str:
@@ -358,13 +440,16 @@ def native_stages(log: Path) -> list[str]:
 
 
 def clone_problems(copies: list[Copy]) -> list[str]:
-    first, second = (c.facts for c in copies)
     problems = []
     for fact in ("host_key", "machine_id", "cookie_secret", "admin_passwords", "certificate"):
-        if not first.get(fact) or not second.get(fact):
-            problems.append(f"{fact} unreadable ({first.get(fact)!r}, {second.get(fact)!r})")
-        elif first[fact] == second[fact]:
-            problems.append(f"both copies have the same {fact}")
+        values = [c.facts.get(fact) for c in copies]
+        if not all(values):
+            problems.append(f"{fact} unreadable ({', '.join(repr(v) for v in values)})")
+            continue
+        for first, second in itertools.combinations(copies, 2):
+            if first.facts[fact] == second.facts[fact]:
+                problems.append(f"both copies have the same {fact}" if len(copies) == 2
+                                else f"{first.name} and {second.name} have the same {fact}")
     for copy in copies:
         if copy.facts.get("build_user") != "absent":
             problems.append(f"{copy.name}: the build login {BUILD_USER} is still there")
@@ -415,7 +500,8 @@ def record_sizes(record: Record) -> None:
     candidates = [("base disk (mirror, qcow2)", builds / "base" / "disk.qcow2"),
                   *((f"box {p.name}", p) for p in sorted((builds / "boxes").glob(f"{name}-*.box"))),
                   ("exported box", builds / "vm" / f"{name}.box"),
-                  ("exported qcow2", builds / "vm" / f"{name}.qcow2")]
+                  ("exported qcow2", builds / "vm" / f"{name}.qcow2"),
+                  ("exported OVA", builds / "vm" / f"{name}.ova")]
     record.sizes = [(label, path.stat().st_size) for label, path in candidates if path.is_file()]
     qcow2 = builds / "vm" / f"{name}.qcow2"
     if qcow2.is_file():
@@ -445,6 +531,8 @@ def main() -> int:
     except KeyboardInterrupt:
         failure = "interrupted"
         record.notes.append("INTERRUPTED")
+    finally:
+        shutil.rmtree(OVA_DIR, ignore_errors=True)  # the OVA's files, extracted for the third copy (its size again)
     logs = PROJECT / "builds" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     report = logs / f"full-build-{args.mode}-{datetime.datetime.now():%Y%m%d-%H%M%S}.md"

@@ -2,7 +2,8 @@
 systemd-nspawn container in a network namespace, the cleanup role, a disk with GRUB made from the tree, then one
 boot of that disk under QEMU (TCG here) on which the real `hubvm verify` must pass. Then, on the result: the
 exported qcow2 was not changed by that boot (its first boot is still armed), it boots by its own boot loader, the
-box is one Vagrant accepts, and nothing of the build is left running or mounted.
+box is one Vagrant accepts, the OVA (export.formats ova) reads back as VirtualBox's importer reads it and its VMDK
+holds exactly the qcow2 that was booted and verified, and nothing of the build is left running or mounted.
 
 Runs in a private copy of the project (the working tree's builds/ is never touched), with the pypi hub flavour
 and the smallest package set verify can check (python: six; R: none beyond R itself and the IRkernel), and this
@@ -30,6 +31,7 @@ from hubvm.config import settings
 from hubvm.config.layers import Layers, defaults_layer, file_layer, read_file
 from hubvm.layout import Layout
 from hubvm.native import build as native
+from tests import ovf_reader
 from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import checksum_mismatches
@@ -56,6 +58,10 @@ class Built:
     @property
     def box(self) -> Path:
         return self.layout.vm_dir / f"{self.settings.vm.name}.box"
+
+    @property
+    def ova(self) -> Path:
+        return self.layout.vm_dir / f"{self.settings.vm.name}.ova"
 
 
 def _keygen(path: Path) -> Path:
@@ -88,7 +94,7 @@ def built(nspawn_requirements: None, tmp_path_factory: pytest.TempPathFactory, s
         "packages": {"python": ["six"], "r": [], "cran": [], "bioconductor": []},
         "guest": {"ca_certificates": [str(path) for path in HOST_CA_CERTIFICATES]},
         # zstd: what the test checks is the same, and the disk stage takes a minute less
-        "export": {"formats": ["qcow2"], "compression": "zstd", "ssh_user": ADMIN_USER,
+        "export": {"formats": ["qcow2", "ova"], "compression": "zstd", "ssh_user": ADMIN_USER,
                    "ssh_public_key": f"{admin_key}.pub"},
     }))
     s = settings.parse(Layers((defaults_layer(project), file_layer(read_file(profile), "p", shared=False)), project))
@@ -156,7 +162,7 @@ def test_the_exported_disk_is_untouched_by_that_boot_and_still_armed(built: Buil
 def test_the_manifest_says_how_it_was_built(built: Built) -> None:
     manifest = json.loads((built.layout.vm_dir / "manifest.json").read_text())
     assert manifest["build"]["mode"] == "native"
-    assert set(manifest["artifacts"]) == {built.qcow2.name, built.box.name}
+    assert set(manifest["artifacts"]) == {built.qcow2.name, built.box.name, built.ova.name}
     assert manifest["access"]["vagrant_user_and_insecure_key"] == "removed"
 
 
@@ -174,6 +180,21 @@ def test_the_box_is_one_vagrant_adds(built: Built, tmp_path: Path) -> None:
     assert added.returncode == 0, added.stdout + added.stderr
     listed = subprocess.run(["vagrant", "box", "list"], env=env, capture_output=True, text=True).stdout
     assert "hubvm-native-test (libvirt" in listed
+
+
+def test_the_ova_reads_back_as_virtualbox_reads_it_and_holds_the_verified_disk(built: Built, tmp_path: Path) -> None:
+    package = ovf_reader.read_ova(built.ova, tmp_path / "ova")
+    assert package.problems == []
+    assert package.names == ["hubvm-native.ovf", "hubvm-native.mf", "hubvm-native-disk001.vmdk"]
+    [cpu], [memory], [nic] = package.items_of(3), package.items_of(4), package.items_of(10)
+    assert (cpu["VirtualQuantity"], memory["VirtualQuantity"], nic["ResourceSubType"]) == ("2", "2048", "E1000")
+    assert package.disks["vmdisk1"]["capacity"] == str(8 * 1024**3)  # vm.disk_gb
+    # the VMDK holds, sector by sector, the qcow2 the verify boot booted (through an overlay) and verify passed on
+    [vmdk] = package.vmdks
+    compared = ovf_reader.compare(vmdk, built.qcow2, "qcow2")
+    assert compared.returncode == 0 and "Images are identical" in compared.stdout, compared.stdout + compared.stderr
+    stage = next(line for line in built.output.splitlines() if line.startswith("<== native build: disk ("))
+    assert "OVA" in stage
 
 
 def test_nothing_of_the_build_is_left(built: Built) -> None:

@@ -21,6 +21,8 @@ def test_what_each_task_needs_follows_provider_source_and_accelerator() -> None:
                                           "dnsmasq", "vagrant-libvirt"]
     assert tools.needs("export", libvirt)[-4:] == ["virt-sysprep", "virt-sparsify", "libguestfs appliance",
                                                    "qemu_img"]
+    ova_only = settings_with(REPO, **{"vm.provider": "libvirt", "image.source": "mirror", "export.formats": ["ova"]})
+    assert tools.needs("export", ova_only)[-1] == "qemu_img"  # the box's disk becomes the OVA's VMDK
     assert "KVM" in tools.needs("up", settings_with(REPO, **{"vm.provider": "libvirt", "export.formats": ["qcow2"]}))
     assert "rsync" in tools.needs("up", settings_with(REPO, **{"vm.provider": "libvirt", "vm.data": "data",
                                                                "export.formats": ["qcow2"]}))

@@ -45,8 +45,11 @@ def test_a_native_build_needs_the_mirror_source_a_qcow2_and_a_login_to_verify(tm
         parse(tmp_path, **{"image.source": "iso"})
     with pytest.raises(UserError, match=r"^export.ssh_public_key = '': is empty, and build.mode native verifies"):
         parse(tmp_path, **{"export.ssh_public_key": ""})
-    with pytest.raises(UserError, match=r"^export.formats = \['ovf'\]: build.mode native makes a qcow2"):
+    with pytest.raises(UserError, match=r"^vm.provider = 'virtualbox': build.mode native makes a vagrant-libvirt box"):
         parse(tmp_path, **{"vm.provider": "virtualbox", "export.formats": ["ovf"]})
+    with pytest.raises(UserError, match=r"^export.formats = \['ovf'\]: lacks qcow2, the disk build.mode native boots"):
+        parse(tmp_path, **{"export.formats": ["ovf"]})
+    assert parse(tmp_path, **{"export.formats": ["qcow2", "ova", "ovf"]}).export.formats == ("qcow2", "ova", "ovf")
     (tmp_path / "admin_key").unlink()
     with pytest.raises(UserError, match=r"^ssh.identity = '': is empty and no private key lies beside"):
         parse(tmp_path)
@@ -170,6 +173,22 @@ def test_the_dry_plan_runs_the_same_playbook_then_makes_and_verifies_the_disk(tm
     assert commands[-1] == f"rm -rf {work}"
     assert [stage.status for stage in result.stages] == ["dry run"] * 7
     assert not (s.project_dir / "builds" / "vm.partial").exists()
+
+
+def test_the_dry_plan_makes_the_ova_from_the_raw_disk_the_qcow2_came_from(tmp_path: Path) -> None:
+    s = parse(tmp_path, **{"export.formats": ["qcow2", "ova"]})
+    plan = DryPlan()
+    result = native.build(plan, s, Layout.of(s), lambda host, key: None, VERSIONS_FOUND)
+    builds = s.project_dir / "builds"
+    raw = f"{builds}/native/disk.raw"
+    qcow2 = plan.commands.index(next(c for c in plan.commands if " convert -f raw -c -O qcow2 " in c))
+    vmdk = plan.commands.index(f"{tools.command(s, 'qemu_img')} convert -f raw -O vmdk -o subformat=streamOptimized "
+                               f"{raw} {builds}/vm.partial/.ova/jupyterhub-vm-disk001.vmdk")
+    removed = plan.commands.index(f"rm -rf {raw} {builds}/native/rootfs")
+    assert qcow2 < vmdk < removed  # made during the disk stage, from the raw disk
+    assert [stage.name for stage in result.stages][3] == "disk (GRUB, ext4, compressed qcow2, OVA)"
+    assert [p.name for p in result.artifacts] == ["jupyterhub-vm.box", "SHA256SUMS", "manifest.json",
+                                                  "jupyterhub-vm.qcow2", "jupyterhub-vm.ova"]
 
 
 def test_a_failed_verify_stops_qemu_and_removes_the_work(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ current (MockContext, with a stand-in for what vagrant package writes)."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from hubvm.vm.export import export
 from tests.mockshell import act_on, bin_dir, commands, context, make_settings
 
 __all__ = ["bin_dir"]  # a fixture
+QEMU_IMG = shutil.which("qemu-img")  # the real one (the tests' PATH holds stand-ins only)
 
 
 
@@ -31,6 +34,8 @@ def fake_package(s: Settings, command: str) -> None:
     staging.mkdir()
     for name, data in members.items():
         (staging / name).write_bytes(data)
+    if s.vm.provider == "libvirt" and {"ova", "ovf"} & set(s.export.formats):  # a real qcow2 for the real VMDK
+        subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(staging / "box.img"), "32M"], check=True)
     with tarfile.open(output, "w:gz") as box:
         for name in members:
             box.add(staging / name, arcname=name)
@@ -54,6 +59,8 @@ def run_export(project: Path, bin_dir: Path, **overrides: object) -> tuple[MockC
         elif " convert -c -O qcow2 " in command:
             folder, convert = command[3:].split(" && ", 1)
             (Path(folder) / convert.split()[-1]).write_bytes(b"qcow2")
+        elif " -O vmdk " in command:  # the real conversion, by the real qemu-img
+            subprocess.run(command.replace(str(bin_dir / "qemu-img"), str(QEMU_IMG)), shell=True, check=True)
 
     c = context(bin_dir)
     act_on(c, "", answer)
@@ -135,3 +142,33 @@ def test_the_qcow2_is_compressed_as_configured(project: Path, bin_dir: Path) -> 
                                            "export.compression": "zstd"})
     assert f"cd {project} && qemu-img convert -c -O qcow2 -o compression_type=zstd builds/vm.partial/box/box.img " \
            "builds/vm.partial/jupyterhub-vm.qcow2" in commands(c, bin_dir)
+
+
+def test_a_libvirt_export_makes_the_ova_and_ovf_from_the_box_image(project: Path, bin_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """vm.provider libvirt: box.img (a qcow2) becomes the streamOptimized VMDK of an OVF package for VirtualBox."""
+    from tests import ovf_reader
+
+    c, _ = run_export(project, bin_dir, **{"vm.provider": "libvirt", "export.formats": ["qcow2", "ova", "ovf"]})
+    assert f"cd {project} && qemu-img convert -f qcow2 -O vmdk -o subformat=streamOptimized " \
+           "builds/vm.partial/box/box.img builds/vm.partial/ovf/jupyterhub-vm-disk001.vmdk" in commands(c, bin_dir)
+    vm = project / "builds" / "vm"
+    assert sorted(p.name for p in vm.iterdir()) == ["SHA256SUMS", "inputs-sha256", "jupyterhub-vm.box",
+                                                    "jupyterhub-vm.ova", "jupyterhub-vm.qcow2", "manifest.json",
+                                                    "ovf"]
+    sums = dict(reversed(line.split("  ")) for line in (vm / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {"jupyterhub-vm.box", "jupyterhub-vm.ova", "jupyterhub-vm.qcow2", "ovf/jupyterhub-vm.ovf",
+                         "ovf/jupyterhub-vm.mf", "ovf/jupyterhub-vm-disk001.vmdk"}
+    assert set(json.loads((vm / "manifest.json").read_text())["artifacts"]) == set(sums)
+    package = ovf_reader.read_ova(vm / "jupyterhub-vm.ova", tmp_path / "read", qemu_img=str(QEMU_IMG))
+    assert package.problems == []
+    assert package.disks["vmdisk1"]["capacity"] == str(32 * 1024 * 1024)
+
+
+def test_a_dry_libvirt_export_prints_the_vmdk_conversion(project: Path, bin_dir: Path) -> None:
+    s = make_settings(project, bin_dir, **{"vm.provider": "libvirt", "export.formats": ["ova"]})
+    c = context(bin_dir, dry=True)
+    assert export(c, s).status == "dry run"
+    assert f"cd {project} && qemu-img convert -f qcow2 -O vmdk -o subformat=streamOptimized " \
+           "builds/vm.partial/box/box.img builds/vm.partial/.ova/jupyterhub-vm-disk001.vmdk" in commands(c, bin_dir)
+    assert sorted(p.name for p in (project / "builds").iterdir()) == ["README.md"]
