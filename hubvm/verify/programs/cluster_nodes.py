@@ -20,21 +20,24 @@ def item(out: dict) -> None:
     print("@@hubvm-item " + json.dumps(out), flush=True)
 
 
-def run(argv: list, stdin: str = "", timeout: float = 120) -> tuple:
+def run(argv: list, timeout: float = 120) -> tuple:
+    """(exit status, its output: stdout, then stderr without slurmstepd's notes about the working folder)."""
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return 1, str(error)
-    return done.returncode, (done.stdout + done.stderr).strip()
+    notes = [line for line in done.stderr.splitlines() if "couldn't chdir" not in line]
+    return done.returncode, "\n".join([done.stdout.strip(), *notes]).strip()
 
 
-def on_node(node: str, command: list, stdin: str = "", job: tuple = ()) -> tuple:
+def on_node(node: str, command: list, job: tuple = ()) -> tuple:
     """A one-line job on exactly that node (as root, a little memory and one core, given up on after 60 s), or a
-    step inside the running job `job` (id, owner) there, sharing its resources, run as its owner."""
+    step inside the running job `job` (id, owner) there, sharing its resources, run as its owner; in /tmp."""
     where = ["--jobid", job[0], "--overlap"] if job else ["--mem=100M", "--immediate=60"]
     owner = ["runuser", "-u", job[1], "--"] if job else []
-    return run([*owner, "srun", *where, "--nodelist", node, "--nodes=1", "--ntasks=1", "--quiet", *command], stdin,
-               60)
+    return run([*owner, "srun", *where, "--nodelist", node, "--nodes=1", "--ntasks=1", "--chdir=/tmp", "--quiet",
+                *command], 60)
 
 
 def running_job(node: str) -> tuple:
@@ -67,15 +70,16 @@ for node, state in sorted(states.items()):
         if job:
             out["inside_job"] = f"{job[0]} of {job[1]}"
         _, credential = run(["munge", "--no-input"])
-        status, decoded = on_node(node, ["unmunge"], credential + "\n", job)
+        # the credential as an argument (not through srun's stdin forwarding)
+        status, decoded = on_node(node, ["sh", "-c", 'printf "%s\\n" "$1" | unmunge', "unmunge", credential], job)
         out["munge"] = "ok" if status == 0 and "STATUS:" in decoded and "Success" in decoded else last(decoded)
         if out["munge"] != "ok":
             item(out)
             continue
-        status, version = on_node(node, ["python3", "-c", HUB_API, access.get("cluster_hub_url", "")], "", job)
+        status, version = on_node(node, ["python3", "-c", HUB_API, access.get("cluster_hub_url", "")], job)
         out["hub_api"] = f"JupyterHub {last(version)}" if status == 0 and last(version) else last(version)
         out["hub_api_ok"] = status == 0 and bool(last(version))
-        status, listed = on_node(node, [f"{user_env}/bin/jupyter", "kernelspec", "list", "--json"], "", job)
+        status, listed = on_node(node, [f"{user_env}/bin/jupyter", "kernelspec", "list", "--json"], job)
         try:
             out["kernels"] = sorted(json.loads(listed[listed.index("{"):]).get("kernelspecs", {}))
         except ValueError:
