@@ -41,6 +41,10 @@ ACCESS = "/etc/hubvm/hub-access.json"
 HASHES = "/etc/hubvm/hub-admin-hashes.json"
 ISSUE = "/etc/issue.d/hubvm.issue"
 CONSOLE = "/dev/console"  # where whoever booted the machine reads its new passwords
+# The kernel's consoles (console= on its command line): /dev/console writes reach only the last of them, so a
+# screen named before a serial port (console=tty0 console=ttyS0: VirtualBox's window, a cloud's serial log) is
+# written to as well
+ACTIVE_CONSOLES = "/sys/class/tty/console/active"
 # No look-alikes (0/O, 1/l/I): the password is read off a console and typed.
 DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -252,13 +256,31 @@ def show_on_console(generated: dict[str, str], fingerprint: str, access: dict) -
         lines.append("hubvm: the hub answers at " + ", ".join(urls))
     if fingerprint:
         lines.append(f"hubvm: its certificate's SHA-256 fingerprint is {fingerprint}")
+    problems = []
+    written = 0
+    for device in console_devices():
+        try:
+            console = os.open(device, os.O_WRONLY | os.O_NOCTTY)
+        except OSError as error:
+            problems.append(f"{device}: {error.strerror}")
+            continue
+        with os.fdopen(console, "w") as file:
+            file.write("\r\n".join(lines) + "\r\n\r\n")
+        written += 1
+    if not written:
+        print(f"hubvm-hub-secrets: cannot write to the console ({'; '.join(problems)})", file=sys.stderr)
+
+
+def console_devices() -> list[str]:
+    """/dev/console, and each virtual terminal the kernel also uses as a console but /dev/console does not reach
+    (every active console but the last)."""
     try:
-        console = os.open(CONSOLE, os.O_WRONLY | os.O_NOCTTY)
-    except OSError as error:
-        print(f"hubvm-hub-secrets: cannot write to the console ({error.strerror})", file=sys.stderr)
-        return
-    with os.fdopen(console, "w") as file:
-        file.write("\r\n".join(lines) + "\r\n\r\n")
+        with open(ACTIVE_CONSOLES) as file:
+            active = file.read().split()
+    except OSError:
+        active = []
+    screens = [name for name in active[:-1] if re.fullmatch(r"tty[0-9]+", name)]
+    return [CONSOLE, *(f"/dev/{name}" for name in screens)]
 
 
 def read_access(path: str | None = None) -> dict:

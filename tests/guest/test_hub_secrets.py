@@ -95,6 +95,7 @@ KILLED_BETWEEN_THE_STEPS = """
 import os, signal, sys
 from hubvm.guest import hub_secrets
 hub_secrets.ACCESS, hub_secrets.HASHES, hub_secrets.ISSUE, hub_secrets.CONSOLE = sys.argv[1:5]
+hub_secrets.ACTIVE_CONSOLES = sys.argv[4] + ".active"   # no such file: /dev/console (here a file) alone
 if sys.argv[5] == "kill":
     hub_secrets.store_hashes = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(hub_secrets.main(["--boot"]))
@@ -168,3 +169,17 @@ def test_an_unprovisioned_machine_is_one_line_not_a_traceback(tmp_path: Path, mo
     assert hub_secrets.main(["--boot"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"hubvm-hub-secrets: {path} ") and words in err and "\n" not in err
+
+
+def test_the_passwords_reach_a_screen_named_before_the_serial_console(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """console=tty0 console=ttyS0 (the mirror image's command line): /dev/console is the serial port, so the screen
+    (VirtualBox's window) is written to as well; with one console, or none known, /dev/console alone."""
+    active = tmp_path / "active"
+    monkeypatch.setattr(hub_secrets, "ACTIVE_CONSOLES", str(active))
+    for text, devices in [("tty0 ttyS0\n", ["/dev/console", "/dev/tty0"]), ("ttyS0\n", ["/dev/console"]),
+                          ("tty0\n", ["/dev/console"]), ("ttyS0 tty1 hvc0\n", ["/dev/console", "/dev/tty1"])]:
+        active.write_text(text)
+        assert hub_secrets.console_devices() == devices, text
+    active.unlink()
+    assert hub_secrets.console_devices() == ["/dev/console"]
