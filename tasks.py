@@ -113,18 +113,35 @@ def ssh(c, host=None, identity=None, command=None):
 
 @task(help={"csv": "CSV file of the class: user name[,full name] per row (a header row and # lines are skipped)",
             "reset": "give this one user a new password instead", "host": HOST_HELP, "identity": IDENTITY_HELP,
-            "output": "where the new passwords go (default builds/users/<host>-passwords.csv, mode 0600)"})
+            "output": "where the new passwords go (default builds/users/<host>-passwords.csv, mode 0600); with "
+                      "--link, where the links go",
+            "link": "print the nbgitpuller link that brings the course repository to the class (with --csv: each "
+                    "student's own link, as CSV user,link); imports nobody",
+            "repo": "with --link: the course repository's git URL (material.repo)",
+            "branch": 'with --link: its branch (material.branch; "" = the repository\'s default)',
+            "open": "with --link: what the link opens, a path inside the repository (material.open)",
+            "app": "with --link: jupyterlab or classic (material.app, else hub.default_app)",
+            "hub_url": "with --link: the hub's address as students reach it (default: --host's or the VM's, "
+                       "https:// when HTTPS is on)"})
 @user_errors
-def users(c, csv=None, reset=None, host=None, identity=None, output=None):
-    """Create hub accounts for a class from a CSV file, each with a random password (or reset one user's).
+def users(c, csv=None, reset=None, host=None, identity=None, output=None, link=False, repo=None, branch=None,
+          open=None, app=None, hub_url=None):
+    """Create hub accounts for a class from a CSV file (or reset one's password), or print nbgitpuller links.
 
     Runs on the Vagrant VM or --host; a second run of the same file changes nothing, a new row adds one user. The
-    new passwords are merged into a local file only you can read.
+    new passwords are merged into a local file only you can read. With --link nothing is imported: it prints the
+    link that clones (then updates) the course repository in each student's home, for the class or per student.
     """
+    from hubvm import material
     from hubvm.layout import Layout
     from hubvm.users import run_users
 
     s = settings(c)
+    if link:
+        material.run_links(c, s, Layout.of(s), csv, reset, repo, branch, open, app, hub_url, host, identity, output)
+        return
+    material.refuse_link_flags({"--repo": repo, "--branch": branch, "--open": open, "--app": app,
+                                "--hub-url": hub_url})
     run_users(c, s, Layout.of(s), csv, reset, host, identity, output)
 
 

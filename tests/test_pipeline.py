@@ -50,6 +50,8 @@ NOWHERE_VALUES: dict[str, object] = {
     "publish.cloud": "mycloud", "publish.image_name": "hub 2026", "publish.disk_format": "raw",
     "publish.visibility": "public", "publish.tags": ["course"], "publish.properties": {"hw_scsi_model": "virtio-scsi"},
     "publish.min_disk_gb": 30, "publish.min_ram_mb": 2048, "publish.disk_bus": "scsi", "publish.active_timeout": 60,
+    "material.repo": "https://git.example.org/teaching/course.git", "material.branch": "fall-2026",
+    "material.open": "week1/intro.ipynb", "material.app": "classic",
 }
 # What a setting needs beside it to be valid at all (a cluster's nodes need a hub that spawns on Slurm)
 NOWHERE_CONTEXT: dict[str, dict[str, object]] = {"cluster.compute": {"hub.flavour": "pypi", "hub.spawner": "slurm"}}
@@ -93,6 +95,7 @@ def test_a_setting_that_goes_nowhere_leaves_the_export_current(project: Path, mo
 @pytest.mark.parametrize(("key", "value"), [
     ("packages.python", ["scipy"]), ("hub.signup", "open"), ("vm.timezone", "Europe/Berlin"),
     ("export.compression", "zstd"), ("vm.name", "other-hub"), ("guest.pip_index_url", "http://pypi.example/simple"),
+    ("material.nbgitpuller", False),
 ])
 def test_a_setting_of_the_appliance_makes_the_export_stale_but_not_the_box(project: Path, key: str,
                                                                          value: object) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hubvm.config.kinds import BOOLEAN, INTEGER, LIST, MAPPING, NUMBER, TEXT, Kind
 from hubvm.config.validators import (
+    GIT_BRANCH,
     HOST_LABEL,
     HOST_SPEC,
     HUB_NAME,
@@ -26,6 +27,7 @@ from hubvm.config.validators import (
     choice,
     data_folder,
     existing_file,
+    git_url,
     image_url,
     integer,
     ip_address,
@@ -38,6 +40,7 @@ from hubvm.config.validators import (
     not_a_system_account,
     number,
     optional,
+    repository_path,
     requirement,
     text,
     timezone,
@@ -172,6 +175,19 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub.https_acme_email", TEXT, text(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}",
                                           "give an e-mail address for Let's Encrypt's notices", allow_empty=True),
        "hub.https acme: the e-mail address Let's Encrypt writes to", APPLIANCE),
+    # material (nbgitpuller links: hubvm users --link); only the first goes into the appliance, the link's parts
+    # are read when a link is printed
+    _s("material.nbgitpuller", BOOLEAN, boolean, "nbgitpuller in the users' environment: links that clone and "
+       "update a course's repository in each student's home", APPLIANCE),
+    _s("material.repo", TEXT, git_url, 'the course repository\'s git URL (https://... or git@host:path) the links '
+       'bring; "" = none (give hubvm users --link --repo)', NOWHERE),
+    _s("material.branch", TEXT, text(GIT_BRANCH, 'write a branch name such as main, or "" for the repository\'s '
+                                     "default", allow_empty=True), 'its branch; "" = the repository\'s default branch',
+       NOWHERE),
+    _s("material.open", TEXT, repository_path, 'what a link opens, a path inside the repository (week1/intro.ipynb); '
+       '"" = its folder', NOWHERE),
+    _s("material.app", TEXT, choice("", "jupyterlab", "classic"), 'where a link opens it: jupyterlab | classic '
+       '(Notebook 7); "" = hub.default_app', NOWHERE),
     # cluster (hub.spawner slurm)
     _s("cluster.controller", TEXT, text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", "give the site "
                                         "controller's host name, or \"\" for the hub", allow_empty=True),

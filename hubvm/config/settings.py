@@ -115,6 +115,10 @@ def _cross_checks(s: Settings) -> None:
     if strangers:
         raise ConfigError("hub.admin_password_hashes", strangers[0], "is not one of hub.admin_users",
                           "give hashes for the administrators only")
+    if not s.material.nbgitpuller and _installs(s.packages.python, "nbgitpuller"):
+        raise ConfigError("material.nbgitpuller", False, "is false while packages.python installs nbgitpuller (the "
+                          "hub role would remove what the python role installs)", "set material.nbgitpuller true, or "
+                          "take nbgitpuller out of packages.python")
     _cluster_checks(s)
     if s.build.mode == "native":
         _native_checks(s)
@@ -133,6 +137,14 @@ def _cross_checks(s: Settings) -> None:
     if s.ssh.via == "ip" and s.vm.dhcp and s.vm.provider == "virtualbox":
         raise ConfigError("ssh.via", "ip", "needs a known address, and VirtualBox reports no DHCP lease",
                           "set vm.ip to a static address, or ssh.via forwarded")
+
+
+def _installs(requirements: tuple[str, ...], name: str) -> bool:
+    """Whether pip requirements (already validated) name this distribution."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return any(canonicalize_name(Requirement(spec).name) == canonicalize_name(name) for spec in requirements)
 
 
 def _cluster_checks(s: Settings) -> None:

@@ -390,3 +390,98 @@ def tool_command(key: str, value: str, _: Context) -> str:
     if not value.strip():
         raise ConfigError(key, value, "is empty", "give a command name or a path")
     return value
+
+
+# Course material (nbgitpuller links): the repository's URL as git takes it, its branch, and a path inside it.
+# Characters a URL never needs (and a shell or a link would mangle): whitespace, quotes, backslash, <>, {}, |, ^, `
+_NOT_IN_URL = re.compile(r"[\s\"'\\<>{}|^`]")
+# scp-like SSH, as git reads it: [user@]host:path, with no slash before the colon
+_SCP_LIKE = re.compile(r"(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(?!//)(.+)")
+_URL_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+GIT_URL_FIX = ("write the repository's URL, such as https://github.com/org/course.git or "
+               "git@github.com:org/course.git")
+
+
+def repository_folder(url: str) -> str:
+    """The folder `git clone URL` makes: the URL's last path component without a trailing / or .git
+    (https://host/org/course.git -> course, git@host:course -> course); "" when the URL names none."""
+    path = url.rstrip("/")
+    if "://" in path:
+        path = path.split("://", 1)[1]
+        path = path.split("/", 1)[1] if "/" in path else ""
+    elif _SCP_LIKE.fullmatch(path):
+        path = path.split(":", 1)[1]
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    name = name[:-len(".git")] if name.endswith(".git") else name
+    return "" if name in (".", "..") else name
+
+
+def git_url_problem(value: str) -> str | None:
+    """What is wrong with a git URL for a class's link (None when nothing): http(s)://host/path,
+    ssh://[user@]host[:port]/path or scp-like [user@]host:path."""
+    if _CONTROL.search(value):
+        return "holds a control character (a line break, a tab, ...)"
+    bad = _NOT_IN_URL.search(value)
+    if bad:
+        return "holds a space" if bad.group().isspace() else f"holds {bad.group()!r}, which a URL never needs"
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        if scheme not in ("https", "http", "ssh"):
+            return f"is not an https://, http:// or SSH URL (it is {scheme}://)"
+        authority, _, path = rest.partition("/")
+        credentials, at, host_port = authority.rpartition("@")
+        host = host_port.rsplit(":", 1)[0] if not host_port.endswith("]") else host_port
+        port = host_port[len(host) + 1:]
+        if not _URL_HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            return "names no valid host"
+        if at and scheme != "ssh" and ":" in credentials:
+            return "holds a password, which every student would see in the link"
+        if "#" in path or "?" in path:
+            return "has a query or fragment (?, #), which git does not take"
+    elif not _SCP_LIKE.fullmatch(value):
+        return "is not an https://, http:// or SSH (user@host:path) URL"
+    if not repository_folder(value):
+        return "names no repository (its path is empty)"
+    return None
+
+
+@with_fix(GIT_URL_FIX)
+def git_url(key: str, value: str, _: Context) -> str:
+    """A course repository's URL (see git_url_problem), or "" for none."""
+    if value == "":
+        return value
+    problem = git_url_problem(value)
+    if problem:
+        raise ConfigError(key, value, problem, GIT_URL_FIX)
+    return value
+
+
+# A branch (or tag) name as git check-ref-format allows it, simplified: no leading - / ., no .., //, @{, /. or
+# .lock/, not ending in / . or .lock
+GIT_BRANCH = r"(?![-/.])(?!.*(\.\.|//|@\{|/\.|\.lock/))[A-Za-z0-9._/+@-]{1,200}(?<![/.])(?<!\.lock)"
+
+
+def repository_path_problem(value: str) -> str | None:
+    """What is wrong with a path inside a repository (None when nothing): relative, no . or .. parts."""
+    if _CONTROL.search(value):
+        return "holds a control character (a line break, a tab, ...)"
+    if value.startswith("/") or "\\" in value:
+        return "is not a path inside the repository (it starts with / or holds a backslash)"
+    parts = value.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, . or .. part"
+    return None
+
+
+REPOSITORY_PATH_FIX = 'write a path inside the repository, such as week1/intro.ipynb, or "" for its folder'
+
+
+@with_fix(REPOSITORY_PATH_FIX)
+def repository_path(key: str, value: str, _: Context) -> str:
+    """A path inside the course repository (see repository_path_problem), or "" for its folder."""
+    if value == "":
+        return value
+    problem = repository_path_problem(value)
+    if problem:
+        raise ConfigError(key, value, problem, REPOSITORY_PATH_FIX)
+    return value

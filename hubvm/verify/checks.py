@@ -341,6 +341,29 @@ def check_python(s: Settings, sec: Section | None) -> list[Check]:
     return checks
 
 
+def check_nbgitpuller(s: Settings, sec: Section | None) -> Check:
+    """material.nbgitpuller: nbgitpuller imports in the users' environment, its server extension is enabled (what
+    answers /user/NAME/git-pull), and git, which it runs, is there."""
+    expected = f"imports in {s.user_env}, server extension enabled, git found"
+    items = sec.json_items() if sec else []
+    if not items:
+        return Check("nbgitpuller", expected, sec.last_line() if sec else NO_ANSWER, False)
+    item = items[0]
+    problems = []
+    if "error" in item:
+        problems.append(item["error"])
+    elif not item.get("extension"):
+        problems.append(f"{item.get('version')} declares no jupyter_server extension")
+    elif "enabled_error" in item:
+        problems.append(item["enabled_error"])
+    elif not item.get("enabled"):
+        problems.append(f"{item.get('version')}, server extension not enabled")
+    if "git_error" in item:
+        problems.append(item["git_error"])
+    found = "; ".join(problems) if problems else f"{item['version']}, server extension enabled, {item.get('git')}"
+    return Check("nbgitpuller", expected, found[:160], not problems)
+
+
 def check_r(s: Settings, sec: Section | None) -> list[Check]:
     results = {}
     for item in sec.items if sec else []:
@@ -404,6 +427,7 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
         check_signup(access, get("access")),
         *check_kernels(get("kernels")),
         *check_python(s, get("python")),
+        *([check_nbgitpuller(s, get("nbgitpuller"))] if s.material.nbgitpuller else []),
         *check_r(s, get("r")),
         check_shared_data(s, get("shared_data"), host_entries),
         *(check_cluster(get("cluster")) if s.hub.spawner == "slurm" else []),

@@ -78,6 +78,8 @@ def probe_script(s: Settings) -> str:
     if python:
         parts.append(section("python", f"{run_program('python_imports.py', q(env + '/bin/python'))} "
                                         + " ".join(q(n) for n in python)))
+    if s.material.nbgitpuller:
+        parts.append(section("nbgitpuller", run_program("nbgitpuller_check.py", q(env + "/bin/python"))))
     if r:
         parts.append(section("r", "command -v Rscript >/dev/null || { echo Rscript not found; exit 127; }\n"
                                   f"{run_program('r_loads.R', 'Rscript')} " + " ".join(q(n) for n in r)))

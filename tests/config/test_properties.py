@@ -128,6 +128,16 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "hub.https_acme_domain": st.just("") | st.builds(lambda h: f"{h}.example.org", HOST),
     "hub.https_acme_email": st.sampled_from(["", "teacher@example.org"]),
     "hub.spawner": st.sampled_from(["local", "slurm"]),
+    "material.nbgitpuller": st.booleans(),
+    "material.repo": st.just("") | st.builds(
+        lambda form, host, name: form.format(host=host, name=name), st.sampled_from(
+            ["https://{host}.example.org/teaching/{name}", "http://{host}:8080/{name}.git", "git@{host}:org/{name}",
+             "ssh://git@{host}:2222/{name}.git"]), HOST, st.from_regex(r"[a-z0-9][a-z0-9_-]{0,10}", fullmatch=True)),
+    "material.branch": st.sampled_from(["", "main", "fall/2026", "v1.0"])
+    | st.from_regex(r"[a-z0-9][a-z0-9_-]{0,10}", fullmatch=True),
+    "material.open": st.just("") | st.from_regex(r"[a-z0-9][a-z0-9 _-]{0,8}(/[a-z0-9][a-z0-9._-]{0,8}){0,2}",
+                                                 fullmatch=True),
+    "material.app": st.sampled_from(["", "jupyterlab", "classic"]),
     "cluster.controller": st.just("") | HOST,
     "cluster.compute": st.lists(st.builds(lambda user, n, port: f"{user}10.0.0.{n}{port}",
                                           st.sampled_from(["", "root@", "admin@"]), st.integers(2, 250),

@@ -88,6 +88,7 @@ BAD = [
     ({"vm.provider": "libvirt", "vm.ip": "127.0.0.2", "export.formats": ["qcow2"]}, "vm.ip", "loopback",
      "host-only address"),
     ({"image.url": "/no/such.qcow2", "image.checksum": "none"}, "image.url", "no such file", "existing image"),
+    ({"material.repo": "ftp://host/course"}, "material.repo", "it is ftp://", "such as https://github.com/"),
 ]
 
 
@@ -179,6 +180,15 @@ def test_a_cluster_needs_the_pypi_flavour_and_a_controller_hubvm_makes_or_the_si
     with pytest.raises(ConfigError) as caught:
         settings_with(**overrides)
     assert str(caught.value).startswith(words)
+
+
+def test_nbgitpuller_off_refuses_a_package_list_that_installs_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_with(**{"material.nbgitpuller": False, "packages.python": ["numpy", "NbGitPuller==1.2.2"]})
+    assert str(caught.value) == ("material.nbgitpuller = False: is false while packages.python installs nbgitpuller "
+                                 "(the hub role would remove what the python role installs); set "
+                                 "material.nbgitpuller true, or take nbgitpuller out of packages.python")
+    assert settings_with(**{"packages.python": ["nbgitpuller"]}).material.nbgitpuller is True
 
 
 def test_a_cluster_of_the_hub_and_its_compute_nodes_is_accepted() -> None:

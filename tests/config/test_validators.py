@@ -24,6 +24,9 @@ def check(key: str, value: object, raw: dict | None = None) -> object:
     ("image.checksum", "md5:" + "0" * 32), ("guest.no_proxy", "localhost,127.0.0.1,.example.org,10.0.0.0/8"),
     ("guest.no_proxy", ""), ("vm.ip", "10.20.30.40"), ("hub.admin_users", ["teacher", "ta-2"]),
     ("tools.packer", "/opt/my tools/packer"), ("ssh.user", "builder"),
+    ("material.repo", "git@github.com:org/course.git"), ("material.repo", "https://git.example.org/course"),
+    ("material.repo", ""), ("material.branch", "fall/2026"), ("material.branch", ""),
+    ("material.open", "week 1/intro.ipynb"), ("material.app", ""),
 ])
 def test_good_values_pass(key: str, value: object) -> None:
     check(key, value)
@@ -50,6 +53,11 @@ def test_good_values_pass(key: str, value: object) -> None:
     ("vm.data", "~nosuchuser/data", "unknown user"), ("tools.vagrant", " ", "is empty"),
     ("hub.tljh_plugins", ["git+ssh://x/y"], "not a pip requirement"),
     ("packages.python", ["numpy\nscipy"], "control character"),
+    ("material.repo", "https://host/course x", "holds a space"), ("material.repo", "/srv/course.git", "not an"),
+    ("material.repo", "https://t:secret@host/course", "holds a password"), ("material.repo", "https://h/\n", "control"),
+    ("material.branch", "-main", "not valid"), ("material.branch", "a..b", "not valid"),
+    ("material.branch", "main.lock", "not valid"), ("material.open", "/etc/passwd", "starts with /"),
+    ("material.open", "a/../b", ". or .. part"), ("material.app", "lab", "not one of the choices"),
 ])
 def test_bad_values_are_refused_with_the_reason(key: str, value: object, words: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -22,6 +22,7 @@ import contextlib
 import csv
 import hashlib
 import http.client
+import json
 import re
 import secrets
 import ssl
@@ -40,7 +41,7 @@ from hubvm.verify.certificates import colon_fingerprint
 from tests.conftest import HUBVM, copy_project
 from tests.e2e.conftest import StageClock
 from tests.e2e.hosts import Namespace, NspawnHost, cached_rootfs, nspawn_host, remove_stale_namespaces, restart
-from tests.e2e.hubclient import HubError
+from tests.e2e.hubclient import HubClient, HubError
 from tests.e2e.sites import ADMIN_PASSWORDS, SELF_SIGNED, Run, Site, keygen, passwords_of, wait_for_hub
 
 pytestmark = pytest.mark.e2e
@@ -260,6 +261,134 @@ def test_every_configured_package_imports_in_the_kernels(site: Site, first_provi
     libraries = "; ".join(f"library({name})" for name in R_PACKAGES.values())
     r = hub.run_code("ir", f"{libraries}; cat('loaded')")
     assert (r.text, r.error) == ("loaded", "")
+
+
+# Course material (README: Send material to the class): git's own HTTP server on the guest's loopback, where the
+# students' servers run, serving a bare repository the teacher pushes to over HTTP (http.receivepack)
+COURSE_PORT = 9480
+COURSE_REPO = f"http://127.0.0.1:{COURSE_PORT}/cgi-bin/git/course.git"
+GIT_UNIT = "hubvm-e2e-git"
+GIT_SERVER = f"""set -e
+systemctl stop {GIT_UNIT} 2>/dev/null || true
+rm -rf /srv/git /srv/gitweb /root/teacher
+install -d /srv/gitweb/cgi-bin
+ln -s /usr/lib/git-core/git-http-backend /srv/gitweb/cgi-bin/git
+git init -q --bare -b main /srv/git/course.git
+git -C /srv/git/course.git config http.receivepack true
+chown -R nobody:nogroup /srv/git
+systemd-run -q --unit {GIT_UNIT} -p User=nobody -p WorkingDirectory=/srv/gitweb --setenv GIT_PROJECT_ROOT=/srv/git \\
+  --setenv GIT_HTTP_EXPORT_ALL=1 /usr/bin/python3 -m http.server --cgi --bind 127.0.0.1 {COURSE_PORT}
+for i in $(seq 100); do git ls-remote {COURSE_REPO} >/dev/null 2>&1 && break; sleep 0.1; done
+git clone -q {COURSE_REPO} /root/teacher 2>/dev/null
+cd /root/teacher
+git symbolic-ref HEAD refs/heads/main
+git config user.name Teacher && git config user.email teacher@example.org
+mkdir week1
+printf '# Statistics 101\\nWeek 1: open week1/exercise.py\\n' > README.md
+printf 'def answer():\\n    return None  # your answer here\\n' > week1/exercise.py
+git add -A && git commit -qm 'Week 1' && git push -q origin main
+"""
+TEACHERS_UPDATE = """set -e
+cd /root/teacher
+printf '# Statistics 101\\nWeek 1: open week1/exercise.py\\nWeek 2: read week2/notes.md\\n' > README.md
+mkdir week2 && printf 'Means and medians.\\n' > week2/notes.md
+git add -A && git commit -qm 'Week 2' && git push -q origin main
+"""
+STUDENTS_ANSWER = "def answer():\n    return 42  # the student's own answer\n"
+
+
+def _nbgitpuller_visit(hub: HubClient, link: str, student: str) -> tuple[list[dict], str]:
+    """Follow a link as a browser does (the session cookie, no API token: the hub sends the student through its
+    OAuth to their server), read nbgitpuller's page, then drive the pull as its script does: GET git-pull/api with
+    the page's repo, targetpath, branch and _xsrf, an event stream read to its end. Returns the events and the page
+    the script would go to."""
+    assert link.startswith(hub.base_url + "/"), link
+    token, hub.token = hub.token, ""
+    try:
+        status, page, response = hub.request("GET", link[len(hub.base_url):])
+        assert status == 200, (status, page[:300])
+        assert urllib.parse.urlsplit(response.geturl()).path == f"/user/{student}/git-pull", response.geturl()
+        data = {name: urllib.parse.unquote(value) for name, value in
+                re.findall(r'data-([a-z-]+)="([^"]*)"', page.decode())}
+        fields = {"_xsrf": data["xsrf"], "repo": data["repo"], "targetpath": data["targetpath"]}
+        if "branch" in data:
+            fields["branch"] = data["branch"]
+        status, stream, _ = hub.request("GET", f"{data['base-url']}git-pull/api?{urllib.parse.urlencode(fields)}")
+        assert status == 200, (status, stream[:300])
+        events = [json.loads(line[len("data: "):]) for line in stream.decode().splitlines()
+                  if line.startswith("data: ")]
+        return events, data["base-url"] + data["path"]
+    finally:
+        hub.token = token
+
+
+def _read(hub: HubClient, path: str) -> str:
+    return hub.server_api("GET", f"/contents/{urllib.parse.quote(path)}?content=1&type=file&format=text")["content"]
+
+
+def test_course_material_reaches_a_student_and_an_update_keeps_their_work(site: Site, first_provision: Run,
+                                                                          class_csv: Path) -> None:
+    """nbgitpuller (material.nbgitpuller, on by default) with a real git server: the class's link printed by
+    `hubvm users --link` clones the course into a student's home; the student changes a file, the teacher pushes
+    a change to another file and a new file; the student's own link (`--link --csv`) merges the update in and
+    keeps the student's change."""
+    student = "student07"
+    settings_before = site.settings_file.read_text()
+    data = yaml.safe_load(settings_before)
+    data["material"] = {"repo": COURSE_REPO, "branch": "main", "open": "README.md"}
+    site.settings_file.write_text(yaml.safe_dump(data))
+    try:
+        with site.stages.time("course repository: git http-backend on the guest's loopback, the teacher's push"):
+            site.host.ssh(GIT_SERVER, timeout=120)
+        with site.stages.time("the class's link (hubvm users --link, from the settings)"):
+            printed = site.invoke("users", "--link", *site.target, timeout=120)
+        assert printed.returncode == 0, printed.tail()
+        class_link = next(line for line in printed.output.splitlines() if line.startswith("https://"))
+        assert class_link.startswith(f"https://{site.host.addr}/hub/user-redirect/git-pull?repo=")
+        assert "targetpath=course&" in class_link  # .git stripped, as git clone names the folder
+
+        hub = site.hub()
+        hub.login(student, passwords_of(site.passwords_file)[student][1])
+        with site.stages.time(f"{student}: start a server, first visit of the class's link (clone)"):
+            hub.start_server()
+            events, landing = _nbgitpuller_visit(hub, class_link, student)
+        assert events and events[-1]["phase"] == "finished", events[-3:]
+        assert not [event for event in events if event.get("phase") == "error"]
+        assert any("git clone --depth 1 --branch main" in event.get("output", "") for event in events), events
+        assert landing == f"/user/{student}/lab/tree/course/README.md"
+        status, _, _ = hub.request("GET", landing)  # JupyterLab, showing the course's README
+        assert status == 200
+        listing = {item["name"] for item in hub.server_api("GET", "/contents/course")["content"]}
+        assert {"README.md", "week1"} <= listing
+        owner = site.host.ssh(f"stat -c %U /home/jupyter-{student}/course/.git /home/jupyter-{student}/course")
+        assert owner.stdout.split() == [f"jupyter-{student}"] * 2
+
+        # The student answers in the exercise; the teacher updates the README and adds week 2
+        hub.server_api("PUT", "/contents/course/week1/exercise.py", expect=(200, 201),
+                       body={"type": "file", "format": "text", "content": STUDENTS_ANSWER})
+        site.host.ssh(TEACHERS_UPDATE, timeout=120)
+        with site.stages.time("each student's own link (hubvm users --link --csv, flags over the settings)"):
+            printed = site.invoke("users", "--link", "--csv", str(class_csv), "--repo", COURSE_REPO, "--open",
+                                  "week2/notes.md", *site.target, timeout=120)
+        assert printed.returncode == 0, printed.tail()
+        rows = {row[0]: row[1] for row in csv.reader(printed.output.splitlines()) if len(row) == 2}
+        assert rows.pop("user") == "link" and len(rows) == CLASS_SIZE + 2
+        own_link = rows[student]
+        assert own_link.startswith(f"https://{site.host.addr}/user/{student}/git-pull?repo=")
+        with site.stages.time(f"{student}: second visit, with the student's own link (merge)"):
+            events, landing = _nbgitpuller_visit(hub, own_link, student)
+        assert events[-1]["phase"] == "finished", events[-3:]
+        assert landing == f"/user/{student}/lab/tree/course/week2/notes.md"
+        assert "Week 2: read week2/notes.md" in _read(hub, "course/README.md")  # the teacher's update arrived
+        assert _read(hub, "course/week2/notes.md") == "Means and medians.\n"  # and the new file
+        assert _read(hub, "course/week1/exercise.py") == STUDENTS_ANSWER  # the student's work is kept
+        history = site.host.ssh(f"runuser -u jupyter-{student} -- git -C /home/jupyter-{student}/course log "
+                                "--first-parent --format=%s -2").stdout.splitlines()
+        print(f"{student}'s course history after the second visit: {history}")
+        assert history == ["Merge remote-tracking branch 'origin/main'", "Automatic commit by nbgitpuller"]
+    finally:
+        site.settings_file.write_text(settings_before)
+        site.host.ssh(f"systemctl stop {GIT_UNIT}", check=False)
 
 
 def test_users_servers_run_with_limits_as_their_own_account(site: Site, first_provision: Run) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -50,8 +51,24 @@ if pathlib.Path("/root/fake-tljh-fail").exists():
     sys.exit(1)
 
 prefix = pathlib.Path(os.environ.get("TLJH_INSTALL_PREFIX", "/opt/tljh"))
-for sub in ("hub/bin", "config", "state", "user/bin"):
+for sub in ("hub/bin", "config", "state"):
     (prefix / sub).mkdir(parents=True, exist_ok=True)
+# The user environment, made once as TLJH makes it (an upgrade keeps it), with what a fresh one has from TLJH's
+# requirements-user-env-extras.txt as far as the roles look: pip, and nbgitpuller (a stand-in distribution)
+user_env = prefix / "user"
+if not (user_env / "bin" / "pip").exists():
+    subprocess.run([sys.executable, "-m", "venv", str(user_env)], check=True)
+    site = subprocess.run([str(user_env / "bin" / "python"), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    info = pathlib.Path(site) / "nbgitpuller-1.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nbgitpuller\nVersion: 1.3.0\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text("nbgitpuller/__init__.py,,\nnbgitpuller-1.3.0.dist-info/METADATA,,\n"
+                                 "nbgitpuller-1.3.0.dist-info/INSTALLER,,\nnbgitpuller-1.3.0.dist-info/RECORD,,\n")
+    (pathlib.Path(site) / "nbgitpuller").mkdir()
+    (pathlib.Path(site) / "nbgitpuller" / "__init__.py").write_text("__version__ = '1.3.0'\n")
 config_file = prefix / "config" / "config.yaml"
 config = json.loads(config_file.read_text()) if config_file.exists() else {}
 admins = [sys.argv[i + 1] for i, arg in enumerate(sys.argv) if arg == "--admin"]
@@ -211,7 +228,8 @@ def test_a_failed_install_fails_the_play(guest: Guest) -> None:
     assert "Install (or upgrade to) TLJH 2.0.0" in result.stdout
     assert recap(result.stdout)["failed"] == 1
     assert [call["tool"] for call in guest.calls()] == ["bootstrap"]
-    assert guest.host.ssh("ls /usr/local/lib/hubvm/").stdout.split() == ["tljh-bootstrap.py"]  # no marker
+    listed = guest.host.ssh("ls /usr/local/lib/hubvm/").stdout.split()
+    assert "tljh-bootstrap.py" in listed and not [name for name in listed if name.startswith("tljh-installed-")]
 
 
 # The settings of the install test, given again unchanged to the idempotence test
@@ -272,6 +290,10 @@ def test_installer_command_environment_and_settings(guest: Guest) -> None:
                   "tls": {"cert": "/etc/hubvm/tls/self-signed.crt", "key": "/etc/hubvm/tls/self-signed.key"}},
     }
     assert "JupyterHub 2.0.0-stand-in answers at https://127.0.0.1:443" in result.stdout
+    # TLJH's own nbgitpuller (a fresh install's) is found and kept: git is there, nothing is downloaded
+    assert re.search(r"TASK \[hub : Install nbgitpuller in /opt/tljh/user\] \*+\nok: ", result.stdout), \
+        result.stdout[-3000:]
+    assert guest.host.ssh("/opt/tljh/user/bin/pip show nbgitpuller && git --version").stdout.count("1.3.0") == 1
 
 
 def test_admins_had_passwords_before_the_installer_started_the_hub(guest: Guest) -> None:
@@ -367,3 +389,16 @@ def test_https_acme_through_tljh_config(guest: Guest) -> None:
     ]
     assert guest.config()["https"] == {"enabled": True, "port": 443, "tls": {"cert": "", "key": ""},
                                        "letsencrypt": {"domains": ["hub.example.org"], "email": "teacher@example.org"}}
+
+
+def test_nbgitpuller_off_removes_it_from_tljhs_user_environment(guest: Guest) -> None:
+    """material.nbgitpuller false: the nbgitpuller TLJH's installer put into a fresh user environment goes."""
+    with guest.stages.time("tljh flavour: nbgitpuller off"):
+        result = guest.provision(**LATER_SETTINGS, hub_https="acme", hub_https_acme_domain="hub.example.org",
+                                 hub_https_acme_email="teacher@example.org", hub_nbgitpuller=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap(result.stdout)["changed"] == 1, result.stdout[-3000:]
+    assert re.search(r"TASK \[hub : Remove nbgitpuller from /opt/tljh/user\] \*+\nchanged: ", result.stdout)
+    gone = guest.host.ssh("/opt/tljh/user/bin/pip show nbgitpuller", check=False)
+    assert gone.returncode != 0 and "not found" in gone.stderr
+    guest.calls()

@@ -191,6 +191,7 @@ class Lab:
                    "hub_https_host_port": self.https_forward.port},
             "hub": {"flavour": "pypi", "admin_users": ["admin"]},
             "packages": {"python": ["hubvm-probe-data>=1.0"], "r": [R_PACKAGE]},
+            "material": {"nbgitpuller": False},  # its check runs against the real hub (test_provision.py)
             "ssh": {"connect_timeout": 5, "wait": 0},
         }
         for name, values in sections.items():
@@ -330,7 +331,7 @@ def test_verify_passes_at_the_namespace_address(lab: Lab, cli: Cli) -> None:
     assert f"https://{addr}:443/hub/api" in table["hub api (host)"]
     assert "SHA-256 " in table["https certificate"] and f"301 https://{addr}:443/hub/api" in table["http redirect"]
     assert "RColorBrewer 1.1-3 loads" in table[f"R package {R_PACKAGE}"]
-    assert "18 of 18 checks passed" in result.stdout
+    assert "20 of 20 checks passed" in result.stdout
 
 
 def test_verify_json_through_the_loopback_forward(lab: Lab, cli: Cli, project: Path) -> None:
@@ -499,7 +500,7 @@ def test_configured_package_missing_or_broken(lab: Lab, cli: Cli) -> None:
     assert "ImportError: libfoo.so.1" in table["package broken-pkg"] and table["package broken-pkg"].endswith("FAIL")
     assert table["hub service"].endswith("pass") and table[f"R package {R_PACKAGE}"].endswith("pass")
     assert "not installed" in table["R package r-cran-ggplot2"] and table["R package r-cran-ggplot2"].endswith("FAIL")
-    assert_one_line_error(result, "4 of 22 checks failed: package broken-pkg, package not-installed-pkg, "
+    assert_one_line_error(result, "4 of 24 checks failed: package broken-pkg, package not-installed-pkg, "
                                   "package hubvm-probe-data, R package r-cran-ggplot2")
 
 
@@ -515,7 +516,7 @@ def test_hub_stopped(lab: Lab, cli: Cli) -> None:
     assert "inactive" in table["hub service"] and table["hub service"].endswith("FAIL")
     assert table["hub api (guest)"].endswith("FAIL") and table["hub api (host)"].endswith("FAIL")
     assert table["kernel python3"].endswith("pass") and table["admin password admin"].endswith("pass")
-    assert_one_line_error(result, "5 of 18 checks failed: hub service, hub api (guest), hub api (host), "
+    assert_one_line_error(result, "5 of 20 checks failed: hub service, hub api (guest), hub api (host), "
                                   "https certificate, http redirect")
 
 
@@ -528,5 +529,5 @@ def test_admin_missing_and_wrong_settings_fail_their_checks(lab: Lab, cli: Cli) 
     assert "the first visitor could choose this admin's password" in table["admin password ada"]
     assert table["hostname"].endswith("FAIL") and "hubtest" in table["hostname"]
     assert table["timezone"].endswith("FAIL") and "Etc/UTC" in table["timezone"]
-    assert_one_line_error(result, "4 of 20 checks failed: admin user ada, admin password ada, timezone, hostname")
+    assert_one_line_error(result, "4 of 22 checks failed: admin user ada, admin password ada, timezone, hostname")
 

@@ -147,8 +147,8 @@ def test_evaluate_without_output_fails_every_check_and_plans_the_same_names() ->
     assert names == ["os", "hub service", "proxy service", "hub api (guest)", "hub api (host)", "https mode",
                      "https certificate", "http redirect", "admin user admin", "hub users", "admin password admin",
                      "sign-up", "kernel python3", "kernel ir", "package numpy", "package pandas", "package matplotlib",
-                     "R package r-cran-ggplot2", "R package r-cran-data.table", "shared data", "timezone", "hostname",
-                     "disk space"]
+                     "nbgitpuller", "R package r-cran-ggplot2", "R package r-cran-data.table", "shared data",
+                     "timezone", "hostname", "disk space"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -283,3 +283,34 @@ def test_a_cluster_hub_plans_the_cluster_checks_and_probes_its_nodes() -> None:
     local = settings_with()
     assert "slurm controller" not in [c.name for c in checks.planned(local, "http://x/hub/api")]
     assert "sinfo" not in probe_script(local)
+
+
+def test_check_nbgitpuller() -> None:
+    s = parse()
+    item = {"version": "1.3.0", "extension": True, "enabled": True, "git": "git version 2.39.5"}
+    found = checks.check_nbgitpuller(s, Section(0, "@@hubvm-item " + json.dumps(item)))
+    assert found == Check("nbgitpuller", "imports in /opt/tljh/user, server extension enabled, git found",
+                          "1.3.0, server extension enabled, git version 2.39.5", True)
+    for changed, words in [({"enabled": False}, "1.3.0, server extension not enabled"),
+                           ({"extension": False}, "1.3.0 declares no jupyter_server extension"),
+                           ({"enabled_error": "reading jupyter_server's extension config: ImportError: x"},
+                            "reading jupyter_server's extension config"),
+                           ({"git": None, "git_error": "git not found (nbgitpuller runs it)"}, "git not found")]:
+        bad = checks.check_nbgitpuller(s, Section(0, "@@hubvm-item " + json.dumps({**item, **changed})))
+        assert bad.passed is False and bad.found.startswith(words), bad.found
+    missing = checks.check_nbgitpuller(s, Section(0, '@@hubvm-item {"error": "not installed", "git": "git 2"}'))
+    assert (missing.found, missing.passed) == ("not installed", False)
+    assert checks.check_nbgitpuller(s, Section(127, "python: No such file")).found == "python: No such file"
+    assert checks.check_nbgitpuller(s, None).passed is False
+
+
+def test_nbgitpuller_is_checked_only_when_it_is_on() -> None:
+    from hubvm.verify.probe import probe_script
+
+    on = settings_with(**{"hub.flavour": "pypi"})
+    assert "nbgitpuller" in [c.name for c in checks.planned(on, "http://x/hub/api")]
+    assert "@@hubvm-section nbgitpuller\n" in probe_script(on) and "/opt/jupyterhub/user/bin/python -c" in \
+        probe_script(on)
+    off = settings_with(**{"material.nbgitpuller": False})
+    assert "nbgitpuller" not in [c.name for c in checks.planned(off, "http://x/hub/api")]
+    assert "nbgitpuller" not in probe_script(off)

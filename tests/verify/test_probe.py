@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -147,3 +148,55 @@ def test_access_probe_reads_the_store_and_the_certificate(tmp_path: Path) -> Non
     missing = subprocess.run([sys.executable, hub_access, str(tmp_path / "nope.json"), "admin"],
                              capture_output=True, text=True, check=True)
     assert "cannot read" in Section(0, missing.stdout).json_items()[0]["error"]
+
+
+# Stand-ins for what the users' environment has (this venv has no Jupyter): nbgitpuller declaring its extension,
+# jupyter_core's config path, and jupyter_server's ExtensionConfigManager answering from a JSON file. They test how
+# the program asks and what it prints; the real packages answer in the end-to-end test's verify.
+STAND_INS = {
+    "nbgitpuller/__init__.py": "__version__ = '1.3.0'\n"
+                               "def _jupyter_server_extension_points():\n    return [{'module': 'nbgitpuller'}]\n",
+    "jupyter_core/__init__.py": "",
+    "jupyter_core/paths.py": "def jupyter_config_path():\n    return ['/home/x/.jupyter', '/env/etc/jupyter']\n",
+    "jupyter_server/__init__.py": "",
+    "jupyter_server/extension/__init__.py": "",
+    "jupyter_server/extension/config.py": (
+        "import json, os\n"
+        "class ExtensionConfigManager:\n"
+        "    def __init__(self, read_config_path):\n"
+        "        assert read_config_path == ['/home/x/.jupyter', '/env/etc/jupyter'], read_config_path\n"
+        "    def get_jpserver_extensions(self):\n"
+        "        return json.load(open(os.environ['EXTENSIONS']))\n"),
+}
+
+
+def _nbgitpuller_probe(tmp_path: Path, extensions: dict, skip: tuple[str, ...] = (), path: str | None = None,
+                       broken: bool = False) -> dict:
+    site = Path(tempfile.mkdtemp(dir=tmp_path))
+    for name, text in STAND_INS.items():
+        if name.split("/")[0] not in skip:
+            (site / name).parent.mkdir(parents=True, exist_ok=True)
+            (site / name).write_text(text)
+    if broken:
+        (site / "nbgitpuller/__init__.py").write_text("import tornado_that_is_not_there\n")
+    (tmp_path / "extensions.json").write_text(json.dumps(extensions))
+    env = {"PATH": path if path is not None else os.environ["PATH"], "PYTHONPATH": str(site),
+           "EXTENSIONS": str(tmp_path / "extensions.json")}
+    result = subprocess.run([sys.executable, "-s", str(PROGRAMS / "nbgitpuller_check.py")],
+                            capture_output=True, text=True, env=env, timeout=HANG_GUARD, check=True)
+    return Section(0, result.stdout).json_items()[0]
+
+
+def test_nbgitpuller_probe_reports_the_package_its_extension_and_git(tmp_path: Path) -> None:
+    item = _nbgitpuller_probe(tmp_path, {"jupyterlab": True, "nbgitpuller": True})
+    assert item["version"] == "1.3.0" and item["extension"] is True and item["enabled"] is True
+    assert item["git"].startswith("git version ")
+    assert _nbgitpuller_probe(tmp_path, {"nbgitpuller": False})["enabled"] is False
+    assert _nbgitpuller_probe(tmp_path, {})["enabled"] is False
+    assert _nbgitpuller_probe(tmp_path, {}, skip=("nbgitpuller",))["error"] == "not installed"
+    broken = _nbgitpuller_probe(tmp_path, {}, broken=True)
+    assert broken["error"] == "import nbgitpuller: ModuleNotFoundError: No module named 'tornado_that_is_not_there'"
+    no_server = _nbgitpuller_probe(tmp_path, {}, skip=("jupyter_server",))
+    assert no_server["enabled_error"].startswith("reading jupyter_server's extension config: ModuleNotFoundError")
+    no_git = _nbgitpuller_probe(tmp_path, {"nbgitpuller": True}, path=str(tmp_path / "empty"))
+    assert no_git["git_error"] == "git not found (nbgitpuller runs it)" and "git" not in no_git
