@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hubvm import guest
+from hubvm import binder, guest
 from hubvm.config.settings import Settings, image_source
 from hubvm.errors import UserError
 from hubvm.layout import Layout
@@ -104,7 +104,8 @@ def manifest_data(s: Settings, versions: Mapping[str, str], digest: str, box_dig
                     for name in s.hub.admin_users},
                 **features},
         "packages": {"python": list(s.packages.python), "r": list(s.packages.r), "cran": list(s.packages.cran),
-                     "bioconductor": list(s.packages.bioconductor)},
+                     "bioconductor": list(s.packages.bioconductor),
+                     **({"binder": folder.record()} if (folder := binder.of(s)) else {})},
         "access": {
             "ssh_user": s.export.ssh_user if key else None,
             "ssh_public_key": key.read_text().split()[0] + " " + key.name if key else None,

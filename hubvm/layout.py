@@ -52,6 +52,11 @@ class Layout:
         return self.builds / "ansible" / "vars.yml"
 
     @property
+    def binder_copy(self) -> Path:
+        """The packages.binder folder as the binder role copies it to the guest (render makes it, without .git)."""
+        return self.builds / "ansible" / "binder"
+
+    @property
     def ansible_inventory(self) -> Path:
         """The hub (and a cluster's compute nodes) as `provision --host` and the native build reach them."""
         return self.builds / "ansible" / "inventory.yml"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hubvm import __version__, baseimage, digests, guest
+from hubvm import __version__, baseimage, binder, digests, guest
 from hubvm.config.settings import Settings, image_source
 from hubvm.layout import Layout
 from hubvm.shell import Runner
@@ -31,6 +33,22 @@ class File:
     path: Path
     text: str
     mode: int = 0o644
+    source: Path | None = None   # a file copied as it is (bytes), rather than text
+    tree: Path | None = None     # the copied folder it belongs to: what else is there is removed
+
+
+# Not copied with a Binder repository (packages.binder): its history, and caches
+BINDER_IGNORED = (".git", "__pycache__", ".ipynb_checkpoints")
+
+
+def binder_files(s: Settings, layout: Layout) -> list[File]:
+    """The packages.binder folder as the binder role copies it to the guest: its files, without .git."""
+    if not s.packages.binder:
+        return []
+    root, copy = s.packages.binder, layout.binder_copy
+    return [File(copy / path.relative_to(root), "", 0o755 if os.access(path, os.X_OK) else 0o644, path, copy)
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and not set(path.relative_to(root).parts) & set(BINDER_IGNORED)]
 
 
 def ruby_string(value: object) -> str:
@@ -113,6 +131,8 @@ def ansible_context(s: Settings) -> dict[str, Any]:
         "hubvm_version": __version__,
         "guest_modules": sorted(str(p) for p in Path(guest.__file__).parent.glob("*.py")),
         "guest_programs": [{"command": command, "module": module} for command, module in guest.PROGRAMS.items()],
+        "binder": binder.of(s),
+        "binder_copy": Layout.of(s).binder_copy,
     }
 
 
@@ -151,17 +171,26 @@ def plan(s: Settings) -> list[File]:
         playbook=str(ansible_dir / "playbook.yml"), ansible_cfg=str(ansible_dir / "ansible.cfg"),
         ansible_vars=str(layout.ansible_vars))))
     files.append(File(layout.ansible_vars, render("templates/ansible/vars.yml.j2", **ansible_context(s))))
-    return files
+    return files + binder_files(s, layout)
 
 
 def write(files: list[File]) -> list[Path]:
-    """Write the files, each atomically; return the paths written."""
+    """Write the files, each atomically (a copied tree loses the files it no longer has); return the paths
+    written."""
     for file in files:
         file.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.path.with_name(f".{file.path.name}.tmp")
-        tmp.write_text(file.text)
+        if file.source is not None:
+            shutil.copyfile(file.source, tmp)
+        else:
+            tmp.write_text(file.text)
         tmp.chmod(file.mode)
         tmp.replace(file.path)
+    written = {f.path for f in files}
+    for tree in {f.tree for f in files if f.tree is not None}:
+        for stale in sorted(tree.rglob("*"), reverse=True):
+            if (stale.is_file() and stale not in written) or (stale.is_dir() and not any(stale.iterdir())):
+                stale.unlink() if stale.is_file() else stale.rmdir()
     return [f.path for f in files]
 
 

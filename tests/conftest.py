@@ -135,8 +135,8 @@ def tree_digest(root: Path) -> str:
 # The longest files first, so that pytest-xdist's workers (one file each at a time) finish together: the
 # end-to-end modules (the longest first, as measured here), then the real-tool validators, then the rest in their
 # order. Files are named by their path below tests/ (the same file name may exist in two folders).
-LONGEST_FIRST = ("e2e/test_native.py", "e2e/test_provision.py", "e2e/test_fresh_machine.py",
-                 "e2e/test_tljh_flavour.py", "e2e/test_publish.py", "e2e/test_verify.py",
+LONGEST_FIRST = ("e2e/test_native.py", "e2e/test_cluster.py", "e2e/test_backup.py", "e2e/test_provision.py",
+                 "e2e/test_fresh_machine.py", "e2e/test_tljh_flavour.py", "e2e/test_publish.py", "e2e/test_verify.py",
                  "test_render_with_real_tools.py")
 TESTS = Path(__file__).resolve().parent
 

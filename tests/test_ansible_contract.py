@@ -15,7 +15,7 @@ import yaml
 from hubvm import render
 from tests.conftest import REPO, settings_with
 
-ROLES = ["base", "hub", "r", "python", "shared_data", "slurm", "cleanup"]
+ROLES = ["base", "hub", "r", "python", "binder", "shared_data", "slurm", "cleanup"]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
 
@@ -83,7 +83,7 @@ def test_the_compute_nodes_get_the_users_environment_and_slurm_only() -> None:
     assert [r["role"] for r in compute["roles"]] == ["base", "r"]
     included = [t["ansible.builtin.include_role"] for t in compute["tasks"]]
     assert [(i["name"], i.get("tasks_from")) for i in included] == [("hub", "userenv.yml"), ("python", None),
-                                                                     ("slurm", None)]
+                                                                     ("binder", None), ("slurm", None)]
 
 
 def _tool(name: str) -> str:

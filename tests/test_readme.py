@@ -39,3 +39,17 @@ def test_every_module_is_on_the_readme_map() -> None:
         if f"`{module.name}`" not in row:
             missing.append(str(module))
     assert not missing, f"README's Layout does not say where these live: {missing}"
+
+
+# A path the documents name as history (a record of a run made with it), not as where the code is
+HISTORY = {"tests/e2e/full_build_native.py"}
+
+
+def test_every_path_the_documents_name_exists() -> None:
+    """README.md, docs/ and tests/e2e/README.md name project files by path: after files move, each still exists."""
+    documents = [REPO / "README.md", REPO / "tests/e2e/README.md", *sorted((REPO / "docs").glob("*.md"))]
+    pattern = re.compile(r"(?<![\w/.-])((?:hubvm|tests|ansible|templates|config|docs)/[\w./-]+\.(?:py|yml|j2|md|R|sh))")
+    named = {(doc.name, path) for doc in documents for path in pattern.findall(doc.read_text())}
+    assert len(named) > 20
+    missing = sorted(f"{doc}: {path}" for doc, path in named if path not in HISTORY and not (REPO / path).exists())
+    assert not missing, missing

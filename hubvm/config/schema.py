@@ -27,6 +27,7 @@ from hubvm.config.validators import (
     choice,
     data_folder,
     existing_file,
+    folder,
     git_url,
     image_url,
     integer,
@@ -223,6 +224,10 @@ SETTINGS: tuple[Setting, ...] = (
        "(needs Bioconductor reachable)", APPLIANCE),
     _s("packages.cran_repo", TEXT, text(URL, "set an http:// or https:// URL"), "CRAN mirror for packages.cran "
        "and packages.bioconductor", APPLIANCE),
+    _s("packages.binder", TEXT, folder('give the folder of a Binder repository (its requirements.txt, apt.txt, '
+                                       'install.R, runtime.txt, postBuild), or ""'),
+       'a folder with repo2docker\'s files (requirements.txt, apt.txt, install.R, runtime.txt, postBuild), '
+       'installed after the lists above; ""', APPLIANCE),
     # guest
     _s("guest.apt_mirror", TEXT, text(URL, 'set an http:// or https:// URL, or "" for none', allow_empty=True),
        'apt mirror for the guest; "" keeps the distribution\'s default', BOX),

@@ -13,7 +13,7 @@ from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import Any
 
-from hubvm import PROJECT_DIR, guest
+from hubvm import PROJECT_DIR, binder, guest
 from hubvm.config import schema
 from hubvm.config.layers import Layer, Layers, flag_layer
 from hubvm.config.validators import OS_DIR, Context
@@ -120,6 +120,7 @@ def _cross_checks(s: Settings) -> None:
                           "hub role would remove what the python role installs)", "set material.nbgitpuller true, or "
                           "take nbgitpuller out of packages.python")
     _cluster_checks(s)
+    binder.of(s)  # the folder's repo2docker files, each checked (a BinderError names the file and line)
     if s.build.mode == "native":
         _native_checks(s)
     if s.image.source == "mirror" and s.vm.provider != "libvirt":

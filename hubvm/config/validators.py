@@ -254,6 +254,24 @@ def data_folder(key: str, value: str, context: Context) -> Path | None:
     return path
 
 
+def folder(fix: str) -> Validator:
+    """A readable folder, or "" for none (None)."""
+
+    def check(key: str, value: str, context: Context) -> Path | None:
+        no_control_characters(key, value)
+        if value == "":
+            return None
+        path = context.path(key, value)
+        if not path.is_dir():
+            what = "a file, not a folder" if path.is_file() else "no such folder"
+            raise ConfigError(key, value, f"{what} ({path})", fix)
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise ConfigError(key, value, f"cannot be read ({path})", "give a folder you can read")
+        return path
+
+    return check
+
+
 OS_DIR = Path("templates") / "packer" / "os"
 
 

@@ -42,6 +42,10 @@ SHARED_DATA_MOUNT = "/media/shared_data"
 SHARED_DATA_LINK = "shared_data"
 SKEL_LINK = f"/etc/skel/{SHARED_DATA_LINK}"
 
+# A Binder repository (packages.binder): its copy on the guest, and what install.R and postBuild last ran from
+BINDER_DIR = "/usr/local/share/hubvm/binder"
+BINDER_STATE = "/var/lib/hubvm/binder"
+
 # What the hub role records of who may log in and of HTTPS (password store, sign-up, HTTPS mode, certificate)
 HUB_ACCESS = "/etc/hubvm/hub-access.json"
 # Where each copy's generated admin passwords are kept (root only), and the guest tool that imports a class

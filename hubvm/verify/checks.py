@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hubvm import binder
 from hubvm.config.settings import Settings
 from hubvm.report import human_bytes, table
 from hubvm.verify.certificates import certificate_facts, colon_fingerprint
@@ -385,6 +386,66 @@ def check_r(s: Settings, sec: Section | None) -> list[Check]:
     return checks
 
 
+def check_binder(s: Settings, apt: Section | None, runtime: Section | None, scripts: Section | None) -> list[Check]:
+    """What the Binder folder (packages.binder) asked for: apt.txt's packages installed, runtime.txt's version,
+    install.R and postBuild run from the files as they are now, and the R packages install.R asked for loading.
+    (requirements.txt's packages are among the Python packages.)"""
+    folder = binder.of(s)
+    if folder is None:
+        return []
+    where = folder.config_prefix
+    checks = []
+    installed = {}
+    for item in apt.items if apt else []:
+        fields = item.split("\t")
+        if len(fields) == 3:
+            installed[fields[0]] = fields
+    for line, name in folder.apt:
+        fields = installed.get(name)
+        ok = fields is not None and fields[2] == "installed"
+        found = f"{fields[1]} {fields[2]}" if fields else (apt.last_line() if apt else NO_ANSWER) or "not installed"
+        checks.append(Check(f"apt package {name}", f"installed ({where}apt.txt line {line})", found[:160], ok))
+    if folder.runtime:
+        rt = folder.runtime
+        label = "Python" if rt.language == "python" else "R"
+        versions = dict(line.split(" ", 1) for line in (runtime.output.splitlines() if runtime else [])
+                        if line.startswith(("python ", "r ")))
+        have = versions.get(rt.language, "").strip()
+        ok = bool(have) and (not rt.version or have == rt.version or have.startswith(rt.version + "."))
+        expected = f"{label} {rt.version or 'any'}" + (f" (snapshot {rt.date} not applied: packages.cran_repo)"
+                                                       if rt.date else "")
+        checks.append(Check(f"runtime {rt.text}", expected, f"{label} {have}" if have else NO_ANSWER, ok))
+    ran = {}
+    for line in scripts.output.splitlines() if scripts else []:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "ran":
+            ran[words[1]] = words[2:]
+    for script in ("install.R", "postBuild"):
+        if not folder.has(script):
+            continue
+        digest = folder.digests[script]
+        stamp = ran.get(script)
+        expected = f"ran to the end from this {script} (sha256 {digest[:12]})"
+        if not stamp:
+            found, ok = "never ran to the end" if scripts else NO_ANSWER, False
+        elif stamp[0] != digest:
+            found, ok = f"ran from another {script} (sha256 {stamp[0][:12]}): provision again", False
+        elif script == "install.R" and stamp[1:] != [s.packages.cran_repo]:
+            found, ok = f"ran against {' '.join(stamp[1:]) or '?'}, not {s.packages.cran_repo}: provision again", False
+        else:
+            found, ok = f"ran (sha256 {digest[:12]})", True
+        checks.append(Check(script, expected, found, ok))
+    for item in scripts.items if scripts else []:
+        fields = item.split("\t")
+        if len(fields) >= 4:
+            loads = fields[3] == "ok"
+            found = f"{fields[1]} {fields[2]} loads" if loads else (f"{fields[1]} {fields[2]}: " if fields[1] else "") \
+                + fields[3]
+            checks.append(Check(f"R package {fields[0]}", f"library({fields[0]}) loads ({where}install.R)",
+                                found[:160], loads))
+    return checks
+
+
 def check_shared_data(s: Settings, sec: Section | None, host_entries: Sequence[str] | None) -> Check:
     """SHARED_DATA holds the data folder's entries (or, without one, any sample files) and /etc/skel links it."""
     source = "vm.data" if s.vm.data else "the sample files"
@@ -429,6 +490,7 @@ def evaluate(s: Settings, sections: Mapping[str, Section], host_answer: HostAnsw
         *check_python(s, get("python")),
         *([check_nbgitpuller(s, get("nbgitpuller"))] if s.material.nbgitpuller else []),
         *check_r(s, get("r")),
+        *check_binder(s, get("binder_apt"), get("binder_runtime"), get("binder_scripts")),
         check_shared_data(s, get("shared_data"), host_entries),
         *(check_cluster(get("cluster")) if s.hub.spawner == "slurm" else []),
         check_timezone(s, get("timezone")),

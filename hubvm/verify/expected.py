@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from hubvm import guest
+from hubvm import binder, guest
 from hubvm.config.settings import Settings
 
 # What the Ansible roles make (the contract verify checks), from the one place that declares it
@@ -75,7 +75,19 @@ def r_names(s: Settings) -> list[tuple[str, str]]:
 
 
 def python_names(s: Settings) -> list[tuple[str, Requirement]]:
-    return [(spec, Requirement(spec)) for spec in s.packages.python]
+    """(as configured, parsed) for packages.python, then the Binder folder's requirements.txt (and the files it
+    includes), each said where it comes from."""
+    names = [(spec, Requirement(spec)) for spec in s.packages.python]
+    folder = binder.of(s)
+    if folder:
+        python = binder.RUNTIMES[s.vm.os]["python"]
+        guest = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix", "python_version": python,
+                 "python_full_version": f"{python}.0", "implementation_name": "cpython", "extra": ""}
+        for r in folder.requirements:
+            parsed = Requirement(r.text)
+            if parsed.marker is None or parsed.marker.evaluate(guest):   # a Windows-only line is not expected
+                names.append((f"{r.text} ({folder.config_prefix}{r.file} line {r.line})", parsed))
+    return names
 
 
 

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from hubvm import binder, guest
 from hubvm.config.settings import Settings
 from hubvm.verify.expected import (
     HTTP_TIMEOUT,
@@ -83,6 +84,22 @@ def probe_script(s: Settings) -> str:
     if r:
         parts.append(section("r", "command -v Rscript >/dev/null || { echo Rscript not found; exit 127; }\n"
                                   f"{run_program('r_loads.R', 'Rscript')} " + " ".join(q(n) for n in r)))
+    folder = binder.of(s)
+    if folder and folder.apt:
+        parts.append(section("binder_apt", "dpkg-query -W -f='@@hubvm-item ${Package}\\t${Version}\\t"
+                                           "${db:Status-Status}\\n' " + " ".join(q(n) for _, n in folder.apt)))
+    if folder and folder.runtime:
+        parts.append(section("binder_runtime", f"{q(env + '/bin/python')} -c 'import platform; "
+                                               "print(\"python\", platform.python_version())'\n"
+                                               "Rscript -e 'cat(\"r\", paste(R.version$major, R.version$minor, "
+                                               "sep = \".\"), \"\\n\")' 2>/dev/null"))
+    if folder and (folder.has("install.R") or folder.has("postBuild")):
+        state = guest.BINDER_STATE
+        parts.append(section("binder_scripts",
+                             f"for script in install.R postBuild; do echo \"ran $script $(cat {state}/$script.sha256 "
+                             f"2>/dev/null)\"; done\n"
+                             f"if [ -s {state}/install.R.packages ]; then {run_program('r_loads.R', 'Rscript')} "
+                             f"$(cat {state}/install.R.packages); fi"))
     if s.hub.spawner == "slurm":
         parts.append(section("cluster", f"$SUDO {run_program('cluster_nodes.py')} {HUB_ACCESS} {q(env)}"))
     return "".join(parts)

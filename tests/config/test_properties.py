@@ -56,6 +56,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "key.pub").write_text(PUBLIC_KEY)
     (root / "ca.pem").write_text(PEM)
     (root / "id_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
+    (root / "course").mkdir()  # a Binder repository's files, good on every vm.os (no runtime.txt)
+    (root / "course" / "requirements.txt").write_text("# pinned\nsix==1.16.0\n")
+    (root / "course" / "apt.txt").write_text("libxml2-dev\n")
     return root
 
 
@@ -156,6 +159,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "packages.cran": st.lists(R_NAME, unique=True, max_size=3),
     "packages.bioconductor": st.lists(R_NAME, unique=True, max_size=3),
     "packages.cran_repo": URL,
+    "packages.binder": st.sampled_from(["", "course"]),
     "guest.apt_mirror": OPTIONAL_URL,
     "guest.pip_index_url": OPTIONAL_URL,
     "guest.http_proxy": OPTIONAL_URL,

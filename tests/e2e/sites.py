@@ -11,9 +11,10 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -179,12 +180,13 @@ def export_copy(b: Site) -> None:
 
 
 @contextlib.contextmanager
-def hub_pair(work: Path, stages: StageClock, python_a: list[str],
-             python_b: list[str]) -> Iterator[tuple[Site, Site]]:
+def hub_pair(work: Path, stages: StageClock, python_a: list[str], python_b: list[str],
+             prepare_b: Callable[[Site], dict[str, dict[str, Any]]] | None = None) -> Iterator[tuple[Site, Site]]:
     """Hub A, provisioned (pypi flavour, python_a), and hub B, a fresh copy of a newer export: A's image copied
     right after its provisioning, made clone-safe by the export's cleanup role, booted (its first boot makes its own
-    secrets and admin passwords), then provisioned with python_b as its administrator login. Both are stopped and
-    their namespaces removed when the block ends, whatever happens."""
+    secrets and admin passwords), then provisioned with python_b as its administrator login (and the settings
+    prepare_b(B) returns, called just before). Both are stopped and their namespaces removed when the block ends,
+    whatever happens."""
     key, admin_key = keygen(work / "root_key"), keygen(work / "admin_key")
     home = work / "home"
     home.mkdir(exist_ok=True)
@@ -211,5 +213,11 @@ def hub_pair(work: Path, stages: StageClock, python_a: list[str],
         b = Site(host_b, project, hub_settings(work / "b.yaml", python_b, admin_key, "hubb"), key, admin_key,
                  home, stages, work / "b-passwords.csv")
         export_copy(b)
-        provision(b, f"hub B: provision the fresh copy with another package list ({', '.join(python_b)})")
+        if prepare_b is not None:
+            settings = yaml.safe_load(b.settings_file.read_text())
+            for section, values in prepare_b(b).items():
+                settings.setdefault(section, {}).update(values)
+            b.settings_file.write_text(yaml.safe_dump(settings))
+        provision(b, f"hub B: provision the fresh copy with another package list ({', '.join(python_b)})"
+                     + (" and a Binder repository" if prepare_b else ""))
         yield a, b

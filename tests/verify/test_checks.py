@@ -254,8 +254,8 @@ def test_check_cluster_names_the_failing_node() -> None:
         {"node": "hub-node2", "state": "down", "munge": None},
         {"node": "hub-node3", "state": "idle", "munge": "ok", "hub_api": "Connection refused", "hub_api_ok": False,
          "kernels": ["python3"]},
-        {"node": "hub-node4", "state": "allocated", "inside_job": "12", "munge": "ok", "hub_api": "JupyterHub 6.1.1",
-         "hub_api_ok": True, "kernels": ["ir", "python3"]},
+        {"node": "hub-node4", "state": "allocated", "inside_job": "12 of jupyter-ann", "munge": "ok",
+         "hub_api": "JupyterHub 6.1.1", "hub_api_ok": True, "kernels": ["ir", "python3"]},
         {"node": "hub-node5", "state": "allocated", "munge": "srun: error: timed out"},
     ]
     sec = Section(0, "\n".join("@@hubvm-item " + json.dumps(i) for i in items))
@@ -265,7 +265,7 @@ def test_check_cluster_names_the_failing_node() -> None:
     assert (found["compute node hub-node2"].found, found["compute node hub-node2"].passed) == ("state down", False)
     assert found["compute node hub-node3"].found == "hub's API: Connection refused; no kernel ir"
     assert found["compute node hub-node4"].passed is True
-    assert found["compute node hub-node4"].found.startswith("allocated (full: tested inside job 12)")
+    assert found["compute node hub-node4"].found.startswith("allocated (full: tested inside job 12 of jupyter-ann)")
     assert (found["compute node hub-node5"].found, found["compute node hub-node5"].passed) == (
         "munge: srun: error: timed out (the other tests not tried)", False)
     empty = checks.check_cluster(Section(0, '@@hubvm-item {"controller": "", "up": false}\n'
