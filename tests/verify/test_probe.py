@@ -180,7 +180,12 @@ def _nbgitpuller_probe(tmp_path: Path, extensions: dict, skip: tuple[str, ...] =
     if broken:
         (site / "nbgitpuller/__init__.py").write_text("import tornado_that_is_not_there\n")
     (tmp_path / "extensions.json").write_text(json.dumps(extensions))
-    env = {"PATH": path if path is not None else os.environ["PATH"], "PYTHONPATH": str(site),
+    if path is None:  # a stand-in git: a bare machine (the fresh-machine test's container) has none
+        path = str(tmp_path / "bin")
+        (tmp_path / "bin").mkdir(exist_ok=True)
+        (tmp_path / "bin/git").write_text("#!/bin/sh\necho 'git version 2.39.5'\n")
+        (tmp_path / "bin/git").chmod(0o755)
+    env = {"PATH": path, "PYTHONPATH": str(site),
            "EXTENSIONS": str(tmp_path / "extensions.json")}
     result = subprocess.run([sys.executable, "-s", str(PROGRAMS / "nbgitpuller_check.py")],
                             capture_output=True, text=True, env=env, timeout=HANG_GUARD, check=True)
@@ -190,7 +195,7 @@ def _nbgitpuller_probe(tmp_path: Path, extensions: dict, skip: tuple[str, ...] =
 def test_nbgitpuller_probe_reports_the_package_its_extension_and_git(tmp_path: Path) -> None:
     item = _nbgitpuller_probe(tmp_path, {"jupyterlab": True, "nbgitpuller": True})
     assert item["version"] == "1.3.0" and item["extension"] is True and item["enabled"] is True
-    assert item["git"].startswith("git version ")
+    assert item["git"] == "git version 2.39.5"
     assert _nbgitpuller_probe(tmp_path, {"nbgitpuller": False})["enabled"] is False
     assert _nbgitpuller_probe(tmp_path, {})["enabled"] is False
     assert _nbgitpuller_probe(tmp_path, {}, skip=("nbgitpuller",))["error"] == "not installed"
