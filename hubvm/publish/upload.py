@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from openstack.connection import Connection
 
 BLOCK = 1 << 20
+PROGRESS_EVERY = 5.0  # seconds between progress lines
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def upload(conn: Connection, request: PublishRequest, say: Callable[[str], None]
     except Exception as error:
         raise explain(error, CREATE, request) from None
     file = request.upload_file
-    progress = Progress(file.stat().st_size, say, "publish", "uploaded")
+    progress = Progress(file.stat().st_size, say, "publish", "uploaded", every=PROGRESS_EVERY)
     body = UploadBody(file, progress)
     phase = UPLOAD
     say(f"publish: uploading {file} ({human_bytes(body.size)}) as {request.image_name!r}, image {image_id}")
