@@ -19,7 +19,6 @@ import io
 import json
 import os
 import re
-import shlex
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from hubvm.config.validators import SYSTEM_ACCOUNTS, not_a_system_account
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration
+from hubvm.shell import q
 
 GUEST_TOOL = guest.USERS_TOOL
 # Hub user names that stay valid Linux names once prefixed with "jupyter-" (32 characters at most): the pypi hub's
@@ -116,7 +116,7 @@ def guest_command(rows: Sequence[Row] = (), reset: str | None = None) -> str:
     names passed inside the command (base64), so no standard input is needed."""
     root = 'if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; '
     if reset is not None:
-        return f"{root}$SUDO {GUEST_TOOL} reset {shlex.quote(reset)}"
+        return f"{root}$SUDO {GUEST_TOOL} reset {q(reset)}"
     payload = "".join(f"{row.name}\n" for row in rows)
     encoded = base64.b64encode(payload.encode()).decode()
     return f"{root}printf %s {encoded} | base64 -d | $SUDO {GUEST_TOOL} import"

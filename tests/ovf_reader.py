@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from hubvm.artifacts import sha256
+
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
 VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
@@ -133,12 +135,6 @@ def _copy(stream: IO[bytes], target: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_ova(ova: Path, into: Path, qemu_img: str = "qemu-img") -> Package:
@@ -166,7 +162,7 @@ def read_folder(folder: Path, qemu_img: str = "qemu-img") -> Package:
     """Read an OVF package laid out as files (export.formats ovf), the .ovf opened by VirtualBox."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
     members = [Member(p.name, p.stat().st_size) for p in files]
-    digests = {path.name: _sha256(path) for path in files}
+    digests = {path.name: sha256(path) for path in files}
     package = Package(folder, members, digests, ova=False)
     _check(package, qemu_img)
     return package

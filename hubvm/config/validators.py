@@ -463,15 +463,7 @@ def git_url_problem(value: str) -> str | None:
     return None
 
 
-@with_fix(GIT_URL_FIX)
-def git_url(key: str, value: str, _: Context) -> str:
-    """A course repository's URL (see git_url_problem), or "" for none."""
-    if value == "":
-        return value
-    problem = git_url_problem(value)
-    if problem:
-        raise ConfigError(key, value, problem, GIT_URL_FIX)
-    return value
+git_url = text(fix=GIT_URL_FIX, allow_empty=True, refuse=git_url_problem)  # a course repository's URL, or ""
 
 
 # A branch (or tag) name as git check-ref-format allows it, simplified: no leading - / ., no .., //, @{, /. or
@@ -494,12 +486,5 @@ def repository_path_problem(value: str) -> str | None:
 REPOSITORY_PATH_FIX = 'write a path inside the repository, such as week1/intro.ipynb, or "" for its folder'
 
 
-@with_fix(REPOSITORY_PATH_FIX)
-def repository_path(key: str, value: str, _: Context) -> str:
-    """A path inside the course repository (see repository_path_problem), or "" for its folder."""
-    if value == "":
-        return value
-    problem = repository_path_problem(value)
-    if problem:
-        raise ConfigError(key, value, problem, REPOSITORY_PATH_FIX)
-    return value
+# A path inside the course repository, or "" for its folder
+repository_path = text(fix=REPOSITORY_PATH_FIX, allow_empty=True, refuse=repository_path_problem)

@@ -6,7 +6,6 @@ programs in programs/ (package data: Python and R files that ruff and the tests 
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -14,6 +13,7 @@ from typing import Any
 
 from hubvm import binder, guest
 from hubvm.config.settings import Settings
+from hubvm.shell import q
 from hubvm.verify.expected import (
     HTTP_TIMEOUT,
     HUB_ACCESS,
@@ -40,12 +40,11 @@ def program(name: str) -> str:
 def run_program(name: str, interpreter: str = "python3") -> str:
     """The command line that runs programs/NAME with `interpreter` (`python3 -c TEXT`, `Rscript -e TEXT`)."""
     flag = "-e" if name.endswith(".R") else "-c"
-    return f"{interpreter} {flag} {shlex.quote(program(name))}"
+    return f"{interpreter} {flag} {q(program(name))}"
 
 
 def probe_script(s: Settings) -> str:
     """The bash script that prints every section verify evaluates (each section ends with its exit status)."""
-    q = shlex.quote
     env = s.hub_paths.user_env
     python = [req.name for _, req in python_names(s)]
     r = [name for _, name in r_names(s)]
@@ -112,7 +111,7 @@ def _wait_script(s: Settings) -> str:
     wait = s.ssh.wait
     if wait <= 0:
         return "echo 0"     # `timeout 0` would wait forever
-    api = f"{run_program('hub_api.py')} {shlex.quote(guest_hub_url(s))} {HTTP_TIMEOUT}"
+    api = f"{run_program('hub_api.py')} {q(guest_hub_url(s))} {HTTP_TIMEOUT}"
     return (f"start=$SECONDS; end=$((SECONDS + {wait}))\n"
             f"timeout {wait} systemctl is-system-running --wait >/dev/null 2>&1\n"
             f"while [ $SECONDS -lt $end ]; do\n"

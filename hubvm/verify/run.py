@@ -18,7 +18,7 @@ from hubvm.config.settings import Settings
 from hubvm.errors import UserError
 from hubvm.layout import Layout
 from hubvm.report import duration
-from hubvm.shell import is_dry
+from hubvm.shell import is_dry, q
 from hubvm.verify.checks import Check, checks_table, evaluate, planned, summary
 from hubvm.verify.connect import connect
 from hubvm.verify.endpoint import Endpoint, resolve
@@ -65,7 +65,7 @@ def run_verify(c: Any, s: Settings, host: str | None, identity: str | None, as_j
     conn = connect(s, layout, endpoint, _say)
     try:
         _say(f"verify: running the checks on {endpoint.target}")
-        result = _run_guest(conn, f"bash -c {shlex.quote(probe_script(s))}", endpoint.target)
+        result = _run_guest(conn, f"bash -c {q(probe_script(s))}", endpoint.target)
     finally:
         conn.close()
     sections = parse_sections(result.stdout)
