@@ -23,15 +23,21 @@ from hubvm.config.settings import Settings
 PACKAGE_ROOT = Path(hubvm.__file__).resolve().parent.parent  # the folder that holds this package
 
 
+# Never part of what is built: caches, and a folder's git history (a Binder repository's .git changes with every
+# `git status`, which must not make the appliance stale)
+IGNORED = ("__pycache__", ".git", ".ipynb_checkpoints")
+
+
 def files_under(*roots: Path) -> list[Path]:
-    """Every file below the roots (or the root itself when it is a file), sorted, caches left out. A root that does
+    """Every file below the roots (or the root itself when it is a file), sorted, IGNORED left out. A root that does
     not exist is an error: an input that moved must not silently leave a digest."""
     found: list[Path] = []
     for root in roots:
         if root.is_file():
             found.append(root)
         elif root.is_dir():
-            found += [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+            found += [p for p in root.rglob("*")
+                      if p.is_file() and not set(p.relative_to(root).parts) & set(IGNORED)]
         else:
             raise FileNotFoundError(f"an input of a digest is missing: {root}")
     return sorted(set(found))

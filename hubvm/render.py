@@ -37,18 +37,13 @@ class File:
     tree: Path | None = None     # the copied folder it belongs to: what else is there is removed
 
 
-# Not copied with a Binder repository (packages.binder): its history, and caches
-BINDER_IGNORED = (".git", "__pycache__", ".ipynb_checkpoints")
-
-
 def binder_files(s: Settings, layout: Layout) -> list[File]:
-    """The packages.binder folder as the binder role copies it to the guest: its files, without .git."""
+    """The packages.binder folder as the binder role copies it to the guest: its files, without .git and caches."""
     if not s.packages.binder:
         return []
     root, copy = s.packages.binder, layout.binder_copy
     return [File(copy / path.relative_to(root), "", 0o755 if os.access(path, os.X_OK) else 0o644, path, copy)
-            for path in sorted(root.rglob("*"))
-            if path.is_file() and not set(path.relative_to(root).parts) & set(BINDER_IGNORED)]
+            for path in digests.files_under(root)]
 
 
 def ruby_string(value: object) -> str:

@@ -17,9 +17,10 @@ def test_a_digest_covers_file_names_contents_and_data(tmp_path: Path) -> None:
     assert digests.digest([tmp_path / "a"], {"x": 1}, tmp_path) != base
 
 
-def test_files_under_skips_caches(tmp_path: Path) -> None:
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "x.pyc").write_text("")
+def test_files_under_skips_caches_and_git_history(tmp_path: Path) -> None:
+    for ignored in ("__pycache__/x.pyc", ".git/index", "week1/.ipynb_checkpoints/a-checkpoint.ipynb"):
+        (tmp_path / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / ignored).write_text("")
     (tmp_path / "kept.py").write_text("")
     assert digests.files_under(tmp_path) == [tmp_path / "kept.py"]
 
@@ -48,3 +49,15 @@ def test_stamps_are_written_whole(tmp_path: Path) -> None:
     digests.write(path, "abc")
     assert digests.read(path) == "abc"
     assert [p.name for p in path.parent.iterdir()] == ["stamp"]
+
+
+def test_a_binder_repositorys_files_make_the_export_stale_but_not_its_git_history(project: Path) -> None:
+    course = project / "course"
+    (course / ".git").mkdir(parents=True)
+    (course / ".git" / "index").write_text("1")
+    (course / "requirements.txt").write_text("six\n")
+    export = digests.export_digest(settings_with(project, **{"packages.binder": str(course)}), "box")
+    (course / ".git" / "index").write_text("after git status")
+    assert digests.export_digest(settings_with(project, **{"packages.binder": str(course)}), "box") == export
+    (course / "requirements.txt").write_text("six\nidna\n")
+    assert digests.export_digest(settings_with(project, **{"packages.binder": str(course)}), "box") != export
